@@ -1,0 +1,403 @@
+//! The loopback HTTP listener (RFC 8252 §7.3, §8.3) on hyper 1.x.
+//!
+//! It binds `127.0.0.1` on an ephemeral port and `[::1]` on the same port where it can, never
+//! anything else; refuses non-loopback `Host` headers (DNS rebinding); answers only GET and HEAD;
+//! caps the request head, the time to send it, each connection's life and the number of
+//! connections, so that no client can stall another. It stops accepting, and frees the port, as
+//! soon as its registry closes.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::pages;
+use super::registry::{Delivery, Registry};
+use crate::error::{Error, Result};
+
+/// hyper refuses smaller read buffers; it is also the cap on the request head (RFC 8252 needs a
+/// few hundred bytes).
+pub const MAX_HEAD_BYTES: usize = 8192;
+
+/// Limits of one listener.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Connections served at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Time a client has to send its whole request head (slowloris).
+    pub header_read_timeout: Duration,
+    /// Longest life of any connection.
+    pub connection_timeout: Duration,
+    /// Also listen on `[::1]` (same port) when the host has IPv6 loopback.
+    pub bind_ipv6: bool,
+    /// `listen(2)` backlog.
+    pub backlog: u32,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            connection_timeout: Duration::from_secs(30),
+            bind_ipv6: true,
+            backlog: 1024,
+        }
+    }
+}
+
+/// A running listener. Dropping it does not stop it; closing its registry does.
+pub struct CallbackServer {
+    registry: Arc<Registry>,
+    addresses: Vec<SocketAddr>,
+    port: u16,
+}
+
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr.ip() {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+impl CallbackServer {
+    /// Bind on loopback and start serving `registry` on `handle`'s runtime.
+    pub fn bind(
+        handle: &tokio::runtime::Handle,
+        registry: Arc<Registry>,
+        config: ListenerConfig,
+    ) -> Result<Self> {
+        let _entered = handle.enter();
+        let bind_err =
+            |e: std::io::Error| Error::Listener(format!("cannot bind the loopback listener: {e}"));
+        let v4 =
+            listen(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config.backlog).map_err(bind_err)?;
+        let v4_addr = v4.local_addr().map_err(bind_err)?;
+        let port = v4_addr.port();
+        let mut listeners = vec![v4];
+        let mut addresses = vec![v4_addr];
+        if config.bind_ipv6 {
+            // Where there is no IPv6 loopback, or another process holds the port there, we serve
+            // IPv4 only: the redirect URI names 127.0.0.1 literally.
+            if let Ok(v6) = listen(
+                SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+                config.backlog,
+            ) {
+                if let Ok(a) = v6.local_addr() {
+                    addresses.push(a);
+                    listeners.push(v6);
+                }
+            }
+        }
+        let config = Arc::new(config);
+        let permits = Arc::new(Semaphore::new(config.max_connections));
+        for listener in listeners {
+            handle.spawn(accept_loop(
+                listener,
+                Arc::clone(&registry),
+                Arc::clone(&config),
+                Arc::clone(&permits),
+            ));
+        }
+        Ok(Self {
+            registry,
+            addresses,
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    /// `http://127.0.0.1:PORT`, the form the reference client registers.
+    pub fn redirect_uri(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    config: Arc<ListenerConfig>,
+    permits: Arc<Semaphore>,
+) {
+    let mut closed = registry.closed_signal();
+    loop {
+        if *closed.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            _ = closed.changed() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    // Over the cap: close at once rather than queue behind slow clients.
+                    if let Ok(permit) = Arc::clone(&permits).try_acquire_owned() {
+                        tokio::spawn(serve(stream, Arc::clone(&registry), Arc::clone(&config), permit));
+                    }
+                }
+                // EMFILE and friends: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            },
+        }
+    }
+    // `listener` drops here: the port is free.
+}
+
+async fn serve(
+    stream: TcpStream,
+    registry: Arc<Registry>,
+    config: Arc<ListenerConfig>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req: Request<Incoming>| {
+        let response = respond(&registry, &req);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(config.connection_timeout, connection).await;
+}
+
+/// Whether a `Host` header names this machine's loopback (RFC 8252 §8.3; DNS rebinding).
+pub fn is_loopback_host(host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((inner, after)) if after.is_empty() || after.starts_with(':') => inner,
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost") || name == "127.0.0.1" || name == "::1"
+}
+
+fn page(status: StatusCode, html: String, head: bool) -> Response<Full<Bytes>> {
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(html)
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn respond<B>(registry: &Registry, req: &Request<B>) -> Response<Full<Bytes>> {
+    let head = req.method() == Method::HEAD;
+    if req.method() != Method::GET && !head {
+        let mut r = page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            pages::bad_request("only GET is accepted here"),
+            false,
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match req.headers().get(header::HOST) {
+        Some(host) if !is_loopback_host(host.as_bytes()) => {
+            return page(
+                StatusCode::FORBIDDEN,
+                pages::bad_request("this listener only answers requests addressed to loopback"),
+                head,
+            );
+        }
+        None if req.version() != Version::HTTP_10 => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                pages::bad_request("the request has no Host header"),
+                head,
+            );
+        }
+        _ => {}
+    }
+    if req.uri().path() != "/" {
+        return page(
+            StatusCode::NOT_FOUND,
+            pages::bad_request("unknown path"),
+            head,
+        );
+    }
+    if head {
+        // Link checkers and prefetchers must never consume a code.
+        return page(StatusCode::OK, String::new(), true);
+    }
+    match registry.deliver(req.uri().query().unwrap_or("")) {
+        Delivery::Completed => page(StatusCode::OK, pages::success(), false),
+        Delivery::Ended(Error::AuthorizationDenied {
+            error, description, ..
+        }) => page(
+            StatusCode::OK,
+            pages::failure(&error, description.as_deref()),
+            false,
+        ),
+        Delivery::Ended(other) => page(
+            StatusCode::OK,
+            pages::failure("login_failed", Some(&other.to_string())),
+            false,
+        ),
+        Delivery::Unknown => page(
+            StatusCode::BAD_REQUEST,
+            pages::bad_request(
+                "this link belongs to no login in progress, or one that has finished",
+            ),
+            false,
+        ),
+        Delivery::Invalid(e) => page(
+            StatusCode::BAD_REQUEST,
+            pages::bad_request(&e.to_string()),
+            false,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn loopback_hosts() {
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]",
+            "[::1]:9",
+        ] {
+            assert!(is_loopback_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "evil.com",
+            "127.0.0.1.evil.com",
+            "localhost.evil:80",
+            "[::2]:1",
+            "10.0.0.1",
+            "",
+            "[::1]x",
+            "localhost:x",
+        ] {
+            assert!(!is_loopback_host(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    async fn get(port: u16, raw: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(raw.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        out
+    }
+
+    #[test]
+    fn serves_and_frees_port() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let registry = Registry::new();
+        let server = CallbackServer::bind(
+            rt.handle(),
+            Arc::clone(&registry),
+            ListenerConfig::default(),
+        )
+        .unwrap();
+        let port = server.port();
+        let mut flow = registry.register("st".into(), None).unwrap();
+        rt.block_on(async {
+            let stray = get(
+                port,
+                "GET /?state=nope&code=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            )
+            .await;
+            assert!(stray.starts_with("HTTP/1.1 400"), "{stray}");
+            let evil = get(
+                port,
+                "GET /?state=st&code=x HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+            )
+            .await;
+            assert!(evil.starts_with("HTTP/1.1 403"), "{evil}");
+            let post = get(
+                port,
+                "POST /?state=st&code=x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            )
+            .await;
+            assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+            let ok = get(
+                port,
+                "GET /?state=st&code=the-code HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            )
+            .await;
+            assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+            assert!(ok.contains("no-store") && ok.contains("no-referrer"));
+            assert_eq!(flow.recv().await.unwrap().code, "the-code");
+            drop(flow);
+            // The registry closed with its last flow; the accept loop lets go of the port.
+            for _ in 0..100 {
+                if TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("port {port} still accepts connections");
+        });
+    }
+}

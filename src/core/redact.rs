@@ -1,0 +1,105 @@
+//! Making provider- or attacker-supplied text safe to put in a message.
+//!
+//! Secrets (codes, tokens, verifiers) look like long runs of URL-safe characters with digits in
+//! them; human prose and error codes do not. Anything that looks like a secret is replaced, control
+//! characters are dropped, and the length is capped, so a hostile provider cannot smuggle a token
+//! into our logs, nor a terminal escape into the user's console.
+
+/// Longest text kept from a provider, in characters.
+pub const MAX_TEXT_CHARS: usize = 300;
+/// Runs of token characters at least this long that contain a digit are redacted.
+const SECRET_RUN_WITH_DIGIT: usize = 16;
+/// Runs at least this long are redacted whatever they contain.
+const SECRET_RUN_ANY: usize = 40;
+/// What stands in for a redacted run.
+pub const REDACTED: &str = "[redacted]";
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/' | '=' | '%')
+}
+
+/// Sanitize `text` for display: drop control characters, redact secret-looking runs and cap the
+/// length at `max_chars` characters (an ellipsis marks a cut).
+pub fn sanitize_text(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars * 4));
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let len = run.chars().count();
+        let has_digit = run.chars().any(|c| c.is_ascii_digit());
+        if len >= SECRET_RUN_ANY || (len >= SECRET_RUN_WITH_DIGIT && has_digit) {
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_token_char(c) {
+            run.push(c);
+            continue;
+        }
+        flush(&mut run, &mut out);
+        if c.is_control() {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    if out.chars().count() > max_chars {
+        let mut cut: String = out.chars().take(max_chars.saturating_sub(1)).collect();
+        cut.push('…');
+        return cut;
+    }
+    out
+}
+
+/// A short excerpt of a raw body for an error message, sanitized.
+pub fn excerpt(body: &[u8], max_chars: usize) -> String {
+    let head = &body[..body.len().min(max_chars * 4)];
+    let text = String::from_utf8_lossy(head);
+    let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    sanitize_text(&collapsed, max_chars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_token_like_runs() {
+        let s = sanitize_text("code abcDEF1234567890xyz is invalid", 100);
+        assert_eq!(s, "code [redacted] is invalid");
+    }
+
+    #[test]
+    fn keeps_prose_and_error_codes() {
+        let s = sanitize_text("The user denied the request: invalid_grant", 100);
+        assert_eq!(s, "The user denied the request: invalid_grant");
+    }
+
+    #[test]
+    fn drops_control_characters() {
+        assert_eq!(sanitize_text("a\x1b[31mb\nc", 100), "a [31mb c");
+    }
+
+    #[test]
+    fn caps_length() {
+        let s = sanitize_text(&"word ".repeat(100), 20);
+        assert_eq!(s.chars().count(), 20);
+        assert!(s.ends_with('…'));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_contains_long_secret_runs(s in "\\PC{0,400}") {
+            let out = sanitize_text(&s, MAX_TEXT_CHARS);
+            proptest::prop_assert!(out.chars().count() <= MAX_TEXT_CHARS);
+            let mut run = 0usize;
+            for c in out.chars() {
+                if is_token_char(c) { run += 1; } else { run = 0; }
+                proptest::prop_assert!(run < SECRET_RUN_ANY + REDACTED.len());
+            }
+        }
+    }
+}

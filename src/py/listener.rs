@@ -1,0 +1,238 @@
+//! `CallbackListener`, `PendingFlow` and `Authorization`: the loopback listener awaited from
+//! asyncio.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+
+use super::runtime::{self, check_pid};
+use crate::core::callback::{
+    self, CallbackServer, Delivery, FlowReceiver, ListenerConfig, Registry,
+};
+use crate::error::Error;
+
+fn seconds(name: &str, value: f64) -> PyResult<Option<Duration>> {
+    if value.is_nan() || value < 0.0 {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be a non-negative number of seconds"
+        )));
+    }
+    // An infinite or absurdly long wait is no wait limit at all.
+    Ok(Duration::try_from_secs_f64(value).ok())
+}
+
+/// The code (and `iss`) a redirect delivered for one flow.
+#[pyclass(frozen, module = "fedbearer._core", name = "Authorization")]
+pub struct PyAuthorization {
+    #[pyo3(get)]
+    code: String,
+    #[pyo3(get)]
+    state: String,
+    #[pyo3(get)]
+    iss: Option<String>,
+}
+
+#[pymethods]
+impl PyAuthorization {
+    fn __repr__(&self) -> String {
+        format!("Authorization(code=<redacted>, iss={:?})", self.iss)
+    }
+}
+
+/// A loopback listener multiplexing any number of pending flows by `state`.
+#[pyclass(frozen, module = "fedbearer._core", name = "CallbackListener")]
+pub struct PyCallbackListener {
+    server: CallbackServer,
+    pid: u32,
+}
+
+impl PyCallbackListener {
+    fn registry(&self) -> PyResult<&Arc<Registry>> {
+        check_pid(self.pid, "callback listener")?;
+        Ok(self.server.registry())
+    }
+}
+
+#[pymethods]
+impl PyCallbackListener {
+    /// Bind `127.0.0.1` (and `[::1]`) on an ephemeral port and start serving.
+    #[staticmethod]
+    #[pyo3(signature = (*, max_connections = 1024, header_read_timeout = 10.0, connection_timeout = 30.0, bind_ipv6 = true))]
+    fn bind(
+        py: Python<'_>,
+        max_connections: usize,
+        header_read_timeout: f64,
+        connection_timeout: f64,
+        bind_ipv6: bool,
+    ) -> PyResult<Self> {
+        let defaults = ListenerConfig::default();
+        let config = ListenerConfig {
+            max_connections: max_connections.max(1),
+            header_read_timeout: seconds("header_read_timeout", header_read_timeout)?
+                .unwrap_or(defaults.header_read_timeout),
+            connection_timeout: seconds("connection_timeout", connection_timeout)?
+                .unwrap_or(defaults.connection_timeout),
+            bind_ipv6,
+            backlog: defaults.backlog,
+        };
+        let server = py.detach(|| {
+            let rt = runtime::get()?;
+            CallbackServer::bind(rt.handle(), Registry::new(), config)
+        })?;
+        Ok(Self {
+            server,
+            pid: std::process::id(),
+        })
+    }
+
+    #[getter]
+    fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    #[getter]
+    fn redirect_uri(&self) -> String {
+        self.server.redirect_uri()
+    }
+
+    /// The socket addresses listened on, e.g. `["127.0.0.1:5000", "[::1]:5000"]`.
+    #[getter]
+    fn addresses(&self) -> Vec<String> {
+        self.server
+            .addresses()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// Number of flows waiting for their redirect.
+    #[getter]
+    fn pending(&self) -> usize {
+        self.server.registry().len()
+    }
+
+    /// Closed listeners accept no new flows and have freed their port.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.server.registry().is_closed()
+    }
+
+    /// Register a flow waiting for the redirect that carries `state`.
+    #[pyo3(signature = (state, expected_issuer = None))]
+    fn register(&self, state: String, expected_issuer: Option<String>) -> PyResult<PyPendingFlow> {
+        let receiver = self.registry()?.register(state, expected_issuer)?;
+        Ok(PyPendingFlow {
+            state: receiver.state().to_owned(),
+            redirect_uri: self.server.redirect_uri(),
+            receiver: Mutex::new(Some(receiver)),
+            pid: self.pid,
+        })
+    }
+
+    /// Complete a flow from a redirect URL the user pasted (remote mode), with the same checks as
+    /// a request on the socket. Returns True when it ended a flow (with its code or the provider's
+    /// error); raises ValueError when the URL belongs to no pending flow or is no redirect.
+    fn deliver(&self, pasted_url: &str) -> PyResult<bool> {
+        let query = callback::query_of_pasted_url(pasted_url);
+        match self.registry()?.deliver(query) {
+            Delivery::Completed | Delivery::Ended(_) => Ok(true),
+            Delivery::Unknown => Err(PyValueError::new_err(
+                "this URL belongs to no login in progress (its state does not match)",
+            )),
+            Delivery::Invalid(e) => Err(PyValueError::new_err(format!(
+                "this is not a login redirect URL: {e}"
+            ))),
+        }
+    }
+
+    /// Stop listening now; pending flows fail with ListenerError.
+    fn close(&self) {
+        self.server.registry().close();
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "CallbackListener(redirect_uri='{}', pending={}, closed={})",
+            self.server.redirect_uri(),
+            self.pending(),
+            if self.closed() { "True" } else { "False" }
+        )
+    }
+}
+
+/// One registered flow. Await `wait()` for its code; dropping or cancelling deregisters it.
+#[pyclass(frozen, module = "fedbearer._core", name = "PendingFlow")]
+pub struct PyPendingFlow {
+    #[pyo3(get)]
+    state: String,
+    #[pyo3(get)]
+    redirect_uri: String,
+    receiver: Mutex<Option<FlowReceiver>>,
+    pid: u32,
+}
+
+impl PyPendingFlow {
+    fn take(&self) -> Option<FlowReceiver> {
+        self.receiver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+#[pymethods]
+impl PyPendingFlow {
+    /// An awaitable resolving to the flow's `Authorization`; raises LoginTimeout after `timeout`
+    /// seconds, AuthorizationDenied or IssuerMismatch as the redirect says. Can be awaited once.
+    #[pyo3(signature = (timeout = None))]
+    fn wait<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        check_pid(self.pid, "pending flow")?;
+        let limit = match timeout {
+            Some(t) => seconds("timeout", t)?,
+            None => None,
+        };
+        let mut receiver = self
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("this flow was already awaited or cancelled"))?;
+        runtime::future_into_py(py, async move {
+            let outcome = match limit {
+                Some(limit) => match tokio::time::timeout(limit, receiver.recv()).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(Error::LoginTimeout {
+                        millis: u64::try_from(limit.as_millis()).ok(),
+                    }),
+                },
+                None => receiver.recv().await,
+            };
+            // Deregister before Python sees the result, so a retry can reuse nothing stale.
+            drop(receiver);
+            let auth = outcome?;
+            Ok(PyAuthorization {
+                code: auth.code,
+                state: auth.state,
+                iss: auth.iss,
+            })
+        })
+    }
+
+    /// Deregister without waiting (idempotent).
+    fn cancel(&self) {
+        drop(self.take());
+    }
+
+    /// Whether the flow is still registered and not yet awaited.
+    #[getter]
+    fn registered(&self) -> bool {
+        self.receiver
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("PendingFlow(redirect_uri='{}')", self.redirect_uri)
+    }
+}

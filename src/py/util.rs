@@ -1,0 +1,18 @@
+//! Small helpers the Python side shares with the core, so both redact and parse the same way.
+
+use pyo3::prelude::*;
+
+use crate::core::{callback, redact};
+
+/// Provider- or user-supplied text made safe for a message (secret-looking runs redacted).
+#[pyfunction]
+#[pyo3(signature = (text, max_chars = redact::MAX_TEXT_CHARS))]
+pub fn redact_text(text: &str, max_chars: usize) -> String {
+    redact::sanitize_text(text, max_chars)
+}
+
+/// The query part of a pasted redirect URL (see the remote mode of the CLI).
+#[pyfunction]
+pub fn query_of_pasted_url(pasted: &str) -> &str {
+    callback::query_of_pasted_url(pasted)
+}
