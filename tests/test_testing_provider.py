@@ -572,7 +572,8 @@ class LoopbackListener:
     """A stand-in for the application's callback listener: records each request's query."""
 
     def __init__(self) -> None:
-        seen = self.seen = []
+        seen: list[dict[str, str]] = []
+        self.seen = seen
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:

@@ -1,0 +1,125 @@
+"""The token endpoint client: one aiohttp connection pool per (event loop, endpoint, TLS context).
+
+aiohttp is imported on first use. Pools are closed when their event loop shuts down (through an
+async generator that ``asyncio.run``/``loop.shutdown_asyncgens()`` finalizes), or by
+:func:`close_sessions`. Proxies from the environment (``HTTPS_PROXY``, ``NO_PROXY``) are honoured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import weakref
+from collections.abc import AsyncGenerator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from fedbearer._core import TokenResponse, parse_token_response, redact_text
+from fedbearer.exceptions import TokenEndpointError
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# Larger token responses are refused unread (the Rust parser enforces the same bound).
+MAX_BODY_BYTES = 1 << 20
+DEFAULT_HTTP_TIMEOUT = 30.0
+
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int], aiohttp.ClientSession]] = (
+    weakref.WeakKeyDictionary()
+)
+_default_ssl: ssl.SSLContext | None = None
+
+
+def _default_ssl_context() -> ssl.SSLContext:
+    global _default_ssl
+    if _default_ssl is None:
+        _default_ssl = ssl.create_default_context()
+    return _default_ssl
+
+
+async def _closer(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await session.close()
+
+
+async def _session(origin: str, ssl_ctx: ssl.SSLContext | None) -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    pools = _pools.get(loop)
+    if pools is None:
+        pools = _pools[loop] = {}
+    key = (origin, id(ssl_ctx))
+    session = pools.get(key)
+    if session is not None and not session.closed:
+        return session
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(
+        ssl=ssl_ctx if ssl_ctx is not None else _default_ssl_context(),
+        limit=32,
+        keepalive_timeout=60,
+    )
+    session = aiohttp.ClientSession(connector=connector, trust_env=True, auto_decompress=True)
+    pools[key] = session
+    # Registered with the loop's async-generator hooks: closed at loop shutdown.
+    keeper = _closer(session)
+    await keeper.__anext__()
+    session._fedbearer_keeper = keeper  # type: ignore[attr-defined]  # keep it alive with the session
+    return session
+
+
+async def close_sessions() -> None:
+    """Close this event loop's pooled token-endpoint connections."""
+    pools = _pools.pop(asyncio.get_running_loop(), {})
+    for session in pools.values():
+        await session.close()
+
+
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+async def post_token_request(
+    token_url: str,
+    form: Mapping[str, str],
+    *,
+    ssl_ctx: ssl.SSLContext | None,
+    timeout: float = DEFAULT_HTTP_TIMEOUT,
+) -> TokenResponse:
+    """POST ``form`` to the token endpoint and parse the answer (any content type).
+
+    Raises TokenEndpointError (status 0 when no response arrived: refused, reset, TLS failure,
+    timeout) or InvalidTokenResponse. No message contains the form's secrets.
+    """
+    import aiohttp
+
+    session = await _session(_origin(token_url), ssl_ctx)
+    headers = {"Accept": "application/json"}
+    try:
+        async with session.post(
+            token_url,
+            data=dict(form),
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as resp:
+            body = await resp.content.read(MAX_BODY_BYTES + 1)
+            status = resp.status
+    except asyncio.TimeoutError:
+        raise TokenEndpointError(0, "timeout", f"no answer from the token endpoint within {timeout:g} s") from None
+    except aiohttp.ClientSSLError as exc:
+        raise TokenEndpointError(0, "tls_error", _describe(exc)) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise TokenEndpointError(0, "connection_error", _describe(exc)) from None
+    return parse_token_response(body, status)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return redact_text(f"{type(exc).__name__}: {text}", 200)
+
+
+def _debug_state() -> dict[str, Any]:
+    """Pool sizes per loop (tests and diagnostics)."""
+    return {repr(loop): len(p) for loop, p in _pools.items()}

@@ -1,0 +1,268 @@
+"""The interactive authorization code flow with PKCE (RFC 6749 §4.1, RFC 7636, RFC 8252).
+
+:func:`authorize` is the drop-in for ``nebius.aio.token.federation_bearer.auth.authorize``: it
+builds the authorization URL, shows it (writer, log, browser), waits on the shared loopback
+listener for the redirect that carries its ``state``, and exchanges the code at the token
+endpoint. :func:`refresh` renews a token with a refresh token, without the browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+from urllib.parse import urlencode, urlsplit
+
+from fedbearer._core import TokenResponse, new_login_secrets
+from fedbearer.federation import _listener
+from fedbearer.federation._http import DEFAULT_HTTP_TIMEOUT, post_token_request
+from fedbearer.federation._paste import PROMPT, read_pasted_urls
+from fedbearer.federation.browser import open_browser
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AUTH_ENDPOINT",
+    "DEFAULT_LOGIN_TIMEOUT",
+    "TOKEN_ENDPOINT",
+    "GetTokenResult",
+    "authorize",
+    "build_authorization_url",
+    "exchange_code",
+    "https_url",
+    "refresh",
+]
+
+DEFAULT_LOGIN_TIMEOUT: float = 300.0
+"""Seconds a login waits for the user when no timeout is given (never unbounded)."""
+AUTH_ENDPOINT = "/oauth2/authorize"
+TOKEN_ENDPOINT = "/oauth2/token"
+
+NO_BROWSER_MESSAGE = "To complete the authentication process, open this link in your browser:"
+BROWSER_MESSAGE = "Switch to your browser to complete login. If it didn't open automatically, use:"
+BROWSER_FAILED_MESSAGE = "Could not open a browser automatically; open the link above to continue."
+
+
+@dataclass(frozen=True)
+class GetTokenResult:
+    """What a login or a refresh returns (the reference's ``GetTokenResult``, plus the optional
+    fields providers send). ``repr`` hides every token."""
+
+    access_token: str
+    expires_in: int | None = None
+    refresh_token: str | None = field(default=None, repr=False)
+    id_token: str | None = field(default=None, repr=False)
+    scope: str | None = None
+    token_type: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"GetTokenResult(access_token=<redacted>, expires_in={self.expires_in!r}, "
+            f"refresh_token={'<redacted>' if self.refresh_token else None}, "
+            f"id_token={'<redacted>' if self.id_token else None}, scope={self.scope!r}, "
+            f"token_type={self.token_type!r})"
+        )
+
+    @classmethod
+    def from_response(cls, response: TokenResponse) -> GetTokenResult:
+        return cls(
+            access_token=response.access_token,
+            expires_in=response.expires_in,
+            refresh_token=response.refresh_token,
+            id_token=response.id_token,
+            scope=response.scope,
+            token_type=response.token_type,
+        )
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def https_url(raw_url: str) -> str:
+    """The endpoint's origin: ``https://`` is added when no scheme is given; plain ``http://`` is
+    refused except for loopback hosts (local testing). Any path is dropped, as the reference's
+    ``urljoin`` does. Raises ValueError for anything else."""
+    raw = raw_url.strip()
+    if not raw:
+        raise ValueError("the federation endpoint is empty")
+    if "://" not in raw:
+        raw = f"https://{raw}"
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if not host:
+        raise ValueError(f"the federation endpoint {raw_url!r} has no host")
+    if scheme == "http" and not _is_loopback_host(host):
+        raise ValueError(
+            f"the federation endpoint {raw_url!r} uses plain http; only https is allowed "
+            "(http is accepted for loopback hosts, for local testing)"
+        )
+    if scheme not in ("http", "https"):
+        raise ValueError(f"the federation endpoint {raw_url!r} must be an https URL")
+    return f"{scheme}://{parts.netloc}"
+
+
+def build_authorization_url(
+    endpoint: str,
+    client_id: str,
+    state: str,
+    redirect_uri: str,
+    code_challenge: str,
+    federation_id: str,
+) -> str:
+    """The authorization request URL, with the reference's parameters in the reference's order."""
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "scope": "openid",
+        "state": state,
+        "redirect_uri": redirect_uri,
+        "code_challenge": code_challenge,
+        "code_challenge_method": "S256",
+    }
+    if federation_id:
+        params["federation-id"] = federation_id
+    return f"{https_url(endpoint)}{AUTH_ENDPOINT}?{urlencode(params)}"
+
+
+def _write(writer: TextIO | None, message: str) -> None:
+    if writer is None:
+        return
+    try:
+        print(message, file=writer)
+        writer.flush()
+    except Exception as exc:  # a closed or broken writer must not end the login
+        log.warning("could not write the login instructions: %s", type(exc).__name__)
+
+
+async def _show(url: str, writer: TextIO | None, no_browser_open: bool) -> asyncio.Future[bool] | None:
+    """Log and write the URL; start opening the browser (in a worker thread, not awaited)."""
+    log.info("Waiting for the login to be completed in the browser: %s", url)
+    if no_browser_open:
+        _write(writer, f"{NO_BROWSER_MESSAGE}\n{url}")
+        return None
+    _write(writer, f"{BROWSER_MESSAGE}\n{url}")
+    loop = asyncio.get_running_loop()
+    opened = loop.run_in_executor(None, open_browser, url)
+
+    def done(fut: asyncio.Future[bool]) -> None:
+        if fut.cancelled() or fut.exception() is not None or not fut.result():
+            log.warning("could not open a browser; the link has to be opened by hand")
+            _write(writer, BROWSER_FAILED_MESSAGE)
+
+    opened.add_done_callback(done)
+    return opened
+
+
+async def exchange_code(
+    token_url: str,
+    client_id: str,
+    code: str,
+    redirect_uri: str,
+    verifier: str,
+    ssl_ctx: ssl.SSLContext | None = None,
+    *,
+    http_timeout: float = DEFAULT_HTTP_TIMEOUT,
+) -> GetTokenResult:
+    """Exchange an authorization code (RFC 6749 §4.1.3) with its PKCE verifier (RFC 7636 §4.5)."""
+    response = await post_token_request(
+        token_url,
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "client_id": client_id,
+            "code_verifier": verifier,
+        },
+        ssl_ctx=ssl_ctx,
+        timeout=http_timeout,
+    )
+    return GetTokenResult.from_response(response)
+
+
+async def refresh(
+    client_id: str,
+    federation_endpoint: str,
+    refresh_token: str,
+    ssl_ctx: ssl.SSLContext | None = None,
+    *,
+    http_timeout: float = DEFAULT_HTTP_TIMEOUT,
+) -> GetTokenResult:
+    """Renew with a refresh token (RFC 6749 §6), no browser. Raises TokenEndpointError
+    (``invalid_grant`` when the refresh token was revoked, expired or already rotated)."""
+    response = await post_token_request(
+        f"{https_url(federation_endpoint)}{TOKEN_ENDPOINT}",
+        {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id},
+        ssl_ctx=ssl_ctx,
+        timeout=http_timeout,
+    )
+    return GetTokenResult.from_response(response)
+
+
+async def authorize(
+    client_id: str,
+    federation_endpoint: str,
+    federation_id: str,
+    writer: TextIO | None = None,
+    no_browser_open: bool = False,
+    timeout: float | None = DEFAULT_LOGIN_TIMEOUT,
+    ssl_ctx: ssl.SSLContext | None = None,
+    *,
+    paste_input: TextIO | None = None,
+    expected_issuer: str | None = None,
+    http_timeout: float = DEFAULT_HTTP_TIMEOUT,
+) -> GetTokenResult:
+    """Run the interactive login and return the token endpoint's answer.
+
+    ``timeout`` bounds the wait for the user (``None`` means :data:`DEFAULT_LOGIN_TIMEOUT`; the
+    wait is never unbounded). With ``paste_input`` (remote mode) the user may also paste the final
+    redirect URL there; whichever arrives first completes the login. Raises LoginTimeout,
+    AuthorizationDenied, IssuerMismatch, TokenEndpointError, InvalidTokenResponse, ListenerError
+    (all :class:`~fedbearer.AuthError`), or ValueError for a bad endpoint.
+    """
+    endpoint = https_url(federation_endpoint)
+    wait_limit = DEFAULT_LOGIN_TIMEOUT if timeout is None else float(timeout)
+    pkce, state = new_login_secrets()
+    flow = _listener.register_flow(state, expected_issuer)
+    redirect_uri = flow.redirect_uri
+    url = build_authorization_url(endpoint, client_id, state, redirect_uri, pkce.challenge, federation_id)
+    waiter = asyncio.ensure_future(flow.wait(wait_limit))
+    paster: asyncio.Task[None] | None = None
+    started = time.monotonic()
+    try:
+        await _show(url, writer, no_browser_open)
+        if paste_input is not None:
+            _write(writer, PROMPT)
+            paster = asyncio.ensure_future(read_pasted_urls(paste_input, _listener.deliver_pasted_url, writer))
+        authorization = await waiter
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+        flow.cancel()
+        if paster is not None and not paster.done():
+            paster.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await paster
+    log.debug("authorization code received after %.1f s; exchanging it", time.monotonic() - started)
+    result = await exchange_code(
+        f"{endpoint}{TOKEN_ENDPOINT}",
+        client_id,
+        authorization.code,
+        redirect_uri,
+        pkce.verifier,
+        ssl_ctx,
+        http_timeout=http_timeout,
+    )
+    log.info("login completed; the token expires in %s s", result.expires_in)
+    return result
