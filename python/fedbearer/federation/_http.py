@@ -107,7 +107,9 @@ async def post_token_request(
             body = await resp.content.read(MAX_BODY_BYTES + 1)
             status = resp.status
     except asyncio.TimeoutError:
-        raise TokenEndpointError(0, "timeout", f"no answer from the token endpoint within {timeout:g} s") from None
+        raise TokenEndpointError(
+            0, "timeout", f"no answer from the token endpoint within {timeout:g} s"
+        ) from None
     except aiohttp.ClientSSLError as exc:
         raise TokenEndpointError(0, "tls_error", _describe(exc)) from None
     except (aiohttp.ClientError, OSError) as exc:

@@ -41,7 +41,7 @@ __all__ = [
 DEFAULT_LOGIN_TIMEOUT: float = 300.0
 """Seconds a login waits for the user when no timeout is given (never unbounded)."""
 AUTH_ENDPOINT = "/oauth2/authorize"
-TOKEN_ENDPOINT = "/oauth2/token"
+TOKEN_ENDPOINT = "/oauth2/token"  # noqa: S105 -- a path, not a secret
 
 NO_BROWSER_MESSAGE = "To complete the authentication process, open this link in your browser:"
 BROWSER_MESSAGE = "Switch to your browser to complete login. If it didn't open automatically, use:"
@@ -244,7 +244,9 @@ async def authorize(
         await _show(url, writer, no_browser_open)
         if paste_input is not None:
             _write(writer, PROMPT)
-            paster = asyncio.ensure_future(read_pasted_urls(paste_input, _listener.deliver_pasted_url, writer))
+            paster = asyncio.ensure_future(
+                read_pasted_urls(paste_input, _listener.deliver_pasted_url, writer)
+            )
         authorization = await waiter
     finally:
         if not waiter.done():

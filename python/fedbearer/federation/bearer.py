@@ -228,7 +228,9 @@ class Bearer(ParentBearer):
         # A caller cancelled while waiting does not cancel the login for the others.
         return await asyncio.shield(task)
 
-    async def _acquire(self, timeout: float | None, options: dict[str, str] | None, *, interactive: bool) -> Token:
+    async def _acquire(
+        self, timeout: float | None, options: dict[str, str] | None, *, interactive: bool
+    ) -> Token:
         cache = self._cache
         if cache is None:
             return await self._renew_or_login(None, timeout, options, interactive=interactive)
@@ -306,11 +308,15 @@ class Bearer(ParentBearer):
                     log.warning("login failed after %d attempt(s): %s", attempt, err)
                     raise
                 delay = self._retry.delay(attempt)
-                log.warning("login attempt %d failed (%s); retrying in %.1f s", attempt, type(err).__name__, delay)
+                log.warning(
+                    "login attempt %d failed (%s); retrying in %.1f s", attempt, type(err).__name__, delay
+                )
                 await asyncio.sleep(delay)
 
 
-def _entry_from(result: auth.GetTokenResult, started: float, fallback_refresh: str | None = None) -> CacheEntry:
+def _entry_from(
+    result: auth.GetTokenResult, started: float, fallback_refresh: str | None = None
+) -> CacheEntry:
     expires_at = None if result.expires_in is None else started + result.expires_in
     return CacheEntry(
         access_token=result.access_token,
