@@ -218,6 +218,10 @@ def _parser() -> argparse.ArgumentParser:
     login = sub.add_parser("login", help="log in and cache the token")
     _add_tenant_args(login)
     login.set_defaults(run=_login)
+
+    from fedbearer import _cli_tokens
+
+    _cli_tokens.add_commands(sub, _add_tenant_args)
     return parser
 
 
