@@ -7,7 +7,7 @@ import string
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedbearer import (
@@ -328,7 +328,9 @@ json_leaves = (
 )
 json_values = st.recursive(
     json_leaves,
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=20), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=20), children, max_size=5)
+    ),
     max_leaves=25,
 )
 TOKEN_KEYS = [
@@ -342,7 +344,9 @@ TOKEN_KEYS = [
     "error_description",
     "error_uri",
 ]
-token_shaped_objects = st.dictionaries(st.sampled_from(TOKEN_KEYS) | st.text(max_size=20), json_values, max_size=8)
+token_shaped_objects = st.dictionaries(
+    st.sampled_from(TOKEN_KEYS) | st.text(max_size=20), json_values, max_size=8
+)
 
 
 def assert_only_typed_errors(payload: bytes, status: int) -> None:
@@ -357,13 +361,13 @@ def assert_only_typed_errors(payload: bytes, status: int) -> None:
     assert isinstance(resp.access_token, str) and resp.access_token
 
 
-@settings(max_examples=300)
+@settings(max_examples=3 * settings().max_examples)
 @given(st.binary(max_size=600), statuses)
 def test_arbitrary_bytes_only_raise_typed_errors(payload: bytes, status: int) -> None:
     assert_only_typed_errors(payload, status)
 
 
-@settings(max_examples=300)
+@settings(max_examples=3 * settings().max_examples)
 @given(json_values | token_shaped_objects, statuses)
 def test_arbitrary_json_only_raises_typed_errors(value: Any, status: int) -> None:
     assert_only_typed_errors(json.dumps(value).encode(), status)
@@ -415,7 +419,7 @@ def canary_cases(draw: st.DrawFn) -> tuple[str, bytes, int]:
     return canary, canary_bodies(draw, canary), draw(statuses)
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=4 * settings().max_examples)
 @given(canary_cases())
 def test_token_in_body_never_appears_in_the_error(case: tuple[str, bytes, int]) -> None:
     canary, payload, status = case

@@ -3,6 +3,21 @@
 from collections.abc import Awaitable
 from typing import final
 
+__all__ = [
+    "Authorization",
+    "CallbackListener",
+    "PendingFlow",
+    "Pkce",
+    "TokenResponse",
+    "new_login_secrets",
+    "new_pkce",
+    "new_state",
+    "parse_token_response",
+    "pkce_challenge",
+    "query_of_pasted_url",
+    "redact_text",
+]
+
 @final
 class Pkce:
     """A PKCE verifier and its S256 challenge (RFC 7636). ``repr`` hides the verifier."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -76,8 +77,9 @@ def _paste_input(args: argparse.Namespace) -> TextIO | None:
 
 async def _demo(args: argparse.Namespace) -> int:
     from fedbearer.federation import Receiver
+    from fedbearer.federation.auth import BROWSER_FAILED_MESSAGE
     from fedbearer.federation.browser import local_browser_available
-    from fedbearer.testing import IdentityProvider, complete_login
+    from fedbearer.testing import IdentityProvider
 
     out = sys.stdout
     tls = not args.plain_http
@@ -87,42 +89,89 @@ async def _demo(args: argparse.Namespace) -> int:
         ssl_ctx = idp.ssl_context() if tls else None
         browser = local_browser_available() and not args.headless_agent
         agent = not browser and not args.manual
+        spy = _LinkSpy(out, failure_line=BROWSER_FAILED_MESSAGE)
         receiver = Receiver(
             "fedbearer-demo",
             idp.endpoint,
             "demo-federation",
-            writer=_LinkSpy(out),
+            writer=spy,
             no_browser_open=not browser,
             ssl_ctx=ssl_ctx,
             login_timeout=args.timeout,
         )
         if agent:
-            print(
-                "No browser can be opened here: the built-in headless user agent will complete the "
-                "login page (use --manual to do it yourself)."
-            )
+            print(f"No browser can be opened here: {_AGENT_NOTE}")
         fetch = asyncio.ensure_future(receiver.fetch(timeout=args.timeout))
+        helper: asyncio.Task[bool] | None = None
         if agent:
-            link = await receiver._writer.link()  # type: ignore[union-attr]
-            status = await complete_login(link, username="demo-user", ssl_context=ssl_ctx)
-            print(f"Headless user agent approved the login; the listener answered HTTP {status}.")
-        token = await _with_countdown(fetch, args.timeout)
+            helper = asyncio.ensure_future(_agent(spy, ssl_ctx, fetch))
+        elif browser and not args.manual:
+            # A browser was expected but may fail to start: then the agent steps in.
+            helper = asyncio.ensure_future(_agent_if_browser_fails(spy, ssl_ctx, fetch))
+        try:
+            token = await _with_countdown(fetch, args.timeout)
+        except asyncio.CancelledError:
+            if helper is not None and helper.done() and not helper.cancelled() and helper.result() is False:
+                return 1  # the agent gave up and said why
+            raise
+        finally:
+            for task in (fetch, helper):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         print(f"Logged in: {_describe(token)}")
         print(f"Provider counted {idp.stats.logins} login(s) and {idp.stats.tokens_issued} token(s) issued.")
     return 0
 
 
-class _LinkSpy:
-    """A writer that passes through and remembers the login link (for the demo's agent)."""
+_AGENT_NOTE = (
+    "the built-in headless user agent will complete the login page (use --manual to do it yourself)."
+)
 
-    def __init__(self, stream: TextIO) -> None:
+
+async def _agent(spy: _LinkSpy, ssl_ctx: ssl.SSLContext | None, fetch: asyncio.Future[Token]) -> bool:
+    """Complete the login page as a user would; on failure, say why and end the login (False)."""
+    from fedbearer.testing import HeadlessLoginError, complete_login
+
+    link = await spy.link()
+    try:
+        status = await complete_login(link, username="demo-user", ssl_context=ssl_ctx)
+    except (HeadlessLoginError, OSError, asyncio.TimeoutError) as exc:
+        print(f"The headless user agent could not complete the login: {exc}", file=sys.stderr)
+        fetch.cancel()
+        return False
+    print(f"Headless user agent approved the login; the listener answered HTTP {status}.")
+    return True
+
+
+async def _agent_if_browser_fails(
+    spy: _LinkSpy, ssl_ctx: ssl.SSLContext | None, fetch: asyncio.Future[Token]
+) -> bool:
+    await spy.browser_failed()
+    print(f"The browser could not be opened: {_AGENT_NOTE}")
+    return await _agent(spy, ssl_ctx, fetch)
+
+
+class _LinkSpy:
+    """A writer that passes through and remembers the login link (for the demo's agent), and
+    notices the line saying that the browser could not be opened."""
+
+    def __init__(self, stream: TextIO, failure_line: str) -> None:
         self._stream = stream
+        self._failure_line = failure_line
         self._found: asyncio.Future[str] | None = None
+        self._failed: asyncio.Future[None] | None = None
 
     def _future(self) -> asyncio.Future[str]:
         if self._found is None:
             self._found = asyncio.get_running_loop().create_future()
         return self._found
+
+    def _failure(self) -> asyncio.Future[None]:
+        if self._failed is None:
+            self._failed = asyncio.get_running_loop().create_future()
+        return self._failed
 
     def write(self, text: str) -> int:
         for line in text.splitlines():
@@ -130,6 +179,10 @@ class _LinkSpy:
                 fut = self._future()
                 if not fut.done():
                     fut.set_result(line.strip())
+            elif line.strip() == self._failure_line:
+                failed = self._failure()
+                if not failed.done():
+                    failed.set_result(None)
         return self._stream.write(text)
 
     def flush(self) -> None:
@@ -137,6 +190,20 @@ class _LinkSpy:
 
     async def link(self) -> str:
         return await self._future()
+
+    async def browser_failed(self) -> None:
+        await self._failure()
+
+
+def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context for the token endpoint: the system's CAs, or only those of ``--ca-file``."""
+    ca_file = getattr(args, "ca_file", None)
+    if not ca_file:
+        return None
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot use --ca-file {ca_file}: {exc}") from None
 
 
 def _bearer(args: argparse.Namespace, writer: TextIO | None) -> object:
@@ -149,6 +216,7 @@ def _bearer(args: argparse.Namespace, writer: TextIO | None) -> object:
         args.federation_id,
         writer=writer,
         no_browser_open=args.no_browser,
+        ssl_ctx=_ssl_context(args),
         login_timeout=args.timeout,
         paste_input=_paste_input(args),
     )
@@ -217,6 +285,13 @@ def _parser() -> argparse.ArgumentParser:
 
     login = sub.add_parser("login", help="log in and cache the token")
     _add_tenant_args(login)
+    login.add_argument(
+        "--ca-file",
+        default=os.environ.get("FEDBEARER_CA_FILE"),
+        metavar="PEM",
+        help="trust only the CA certificates in this PEM file for the token endpoint, instead of "
+        "the system's (env FEDBEARER_CA_FILE)",
+    )
     login.set_defaults(run=_login)
 
     from fedbearer import _cli_tokens

@@ -4,9 +4,13 @@ use pyo3::prelude::*;
 
 use crate::core::{callback, redact};
 
+// The default is spelled out so that `inspect.signature` (and `mypy.stubtest`) see `300`, not
+// `...`; this keeps it tied to the constant.
+const _: () = assert!(redact::MAX_TEXT_CHARS == 300);
+
 /// Provider- or user-supplied text made safe for a message (secret-looking runs redacted).
 #[pyfunction]
-#[pyo3(signature = (text, max_chars = redact::MAX_TEXT_CHARS))]
+#[pyo3(signature = (text, max_chars = 300))]
 pub fn redact_text(text: &str, max_chars: usize) -> String {
     redact::sanitize_text(text, max_chars)
 }

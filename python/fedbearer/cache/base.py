@@ -1,7 +1,20 @@
-"""The small protocol every cache layer speaks, and the entry it stores."""
+"""The small protocol every cache layer speaks, and the entry it stores.
+
+Required of a layer: ``get``/``put``/``delete``/``lock`` by tenant key. Optional, and used when
+present (every layer shipped here has them):
+
+- ``try_lock(key, ttl) -> LockHandle | None``: one non-blocking attempt (None: held elsewhere;
+  raises :class:`CacheUnavailable` when the backend cannot be reached). The Bearer polls it so it can
+  watch for another process's login while it waits.
+- ``get_deep(key)``: an authoritative read (every layer, the newest entry), used under the lock.
+- ``get_progress``/``put_progress``/``delete_progress``: the cross-process "login in progress"
+  record (:class:`~fedbearer.cache.progress.LoginProgress`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -11,12 +24,25 @@ from typing import Any, Protocol, runtime_checkable
 
 from fedbearer.token import Token
 
-__all__ = ["CacheEntry", "TokenCache", "null_lock"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CacheEntry",
+    "CacheUnavailable",
+    "LockHandle",
+    "NoLock",
+    "TokenCache",
+    "newest",
+    "null_lock",
+    "polling_lock",
+]
 
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """One tenant's tokens. ``expires_at`` is a POSIX time (None: no expiry given).
+    """One tenant's tokens. ``expires_at`` is a POSIX time (None: no expiry given); ``issued_at``
+    is when the login or refresh that produced it started — the newest entry (largest
+    ``issued_at``) carries the current refresh token when the provider rotates them.
     ``repr`` hides the tokens."""
 
     access_token: str
@@ -59,6 +85,8 @@ class CacheEntry:
             raise ValueError("refresh_token must be a string or null")
         if isinstance(issued, bool) or not isinstance(issued, (int, float)):
             raise ValueError("issued_at must be a number")
+        if exp is not None and exp != exp:  # NaN
+            raise ValueError("expires_at must be a number")
         return cls(token, None if exp is None else float(exp), refresh, float(issued))
 
     def __repr__(self) -> str:
@@ -66,6 +94,38 @@ class CacheEntry:
             f"CacheEntry(access_token=<redacted>, expires_at={self.expires_at!r}, "
             f"refresh_token={'<redacted>' if self.refresh_token else None}, issued_at={self.issued_at!r})"
         )
+
+
+def newest(entries: list[CacheEntry | None]) -> CacheEntry | None:
+    """The entry written last (largest ``issued_at``, then the latest expiry), or None."""
+    best: CacheEntry | None = None
+    for entry in entries:
+        if entry is None:
+            continue
+        if best is None or _order(entry) > _order(best):
+            best = entry
+    return best
+
+
+def _order(entry: CacheEntry) -> tuple[float, float]:
+    return (entry.issued_at, float("inf") if entry.expires_at is None else entry.expires_at)
+
+
+class CacheUnavailable(Exception):
+    """A shared backend (Redis) cannot be reached right now; callers fall back to other layers."""
+
+
+class LockHandle(Protocol):
+    """A held lock; ``release`` is idempotent and never raises for a broken backend."""
+
+    async def release(self) -> None: ...
+
+
+class NoLock:
+    """The handle of a lock that spans nothing (no layer could lock)."""
+
+    async def release(self) -> None:
+        return None
 
 
 @runtime_checkable
@@ -87,3 +147,29 @@ class TokenCache(Protocol):
 async def null_lock() -> AsyncIterator[None]:
     """A lock that spans nothing (the in-process single-flight already covers one process)."""
     yield
+
+
+@asynccontextmanager
+async def polling_lock(cache: Any, key: str, timeout: float) -> AsyncIterator[None]:
+    """``lock()`` built on ``try_lock``: poll until held (TimeoutError after ``timeout`` s). A
+    backend that is down (CacheUnavailable) is logged and the block runs unlocked: callers keep
+    working, as with a cache miss."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    handle: LockHandle | None = None
+    while True:
+        try:
+            handle = await cache.try_lock(key, timeout)
+        except CacheUnavailable as err:
+            log.warning("cache lock unavailable (%s); continuing without it", err)
+            handle = NoLock()
+        if handle is not None:
+            break
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"could not lock the cache entry within {timeout:g} s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+    try:
+        yield
+    finally:
+        await handle.release()

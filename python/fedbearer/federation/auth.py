@@ -158,7 +158,11 @@ async def _show(url: str, writer: TextIO | None, no_browser_open: bool) -> async
 
     def done(fut: asyncio.Future[bool]) -> None:
         if fut.cancelled() or fut.exception() is not None or not fut.result():
-            log.warning("could not open a browser; the link has to be opened by hand")
+            # With a writer the user is told there; the log need not shout it a second time.
+            log.log(
+                logging.INFO if writer is not None else logging.WARNING,
+                "could not open a browser; the link has to be opened by hand",
+            )
             _write(writer, BROWSER_FAILED_MESSAGE)
 
     opened.add_done_callback(done)

@@ -1,9 +1,9 @@
-"""``fedbearer.federation.Bearer``: the federation bearer with in-process caching, single-flight
-logins, refresh tokens and retries.
+"""``fedbearer.federation.Bearer``: the federation bearer for multi-tenant services — layered
+caches, single-flight logins, refresh tokens, background renewal, retries, a blocking API.
 
 The hot path — a cached token — is one attribute read, one clock read and one comparison; no
-lock, no allocation, no call into Rust. Everything else (cache layers, locks, refresh, the
-browser) happens on the slow path, once per tenant however many callers wait.
+lock, no allocation, no call into Rust, no cache layer. Everything else (layers, locks, refresh,
+the browser) happens on the slow path, once per tenant however many callers wait.
 """
 
 from __future__ import annotations
@@ -12,15 +12,24 @@ import asyncio
 import logging
 import ssl
 import time
-from collections import OrderedDict
+import weakref
 from datetime import timedelta
 from typing import TextIO
 
 from fedbearer.cache.base import CacheEntry, TokenCache
-from fedbearer.exceptions import AuthorizationDenied, TokenEndpointError
+from fedbearer.cache.defaults import default_cache
+from fedbearer.cache.progress import LoginProgress
+from fedbearer.exceptions import AuthError, AuthorizationDenied, TokenEndpointError
 from fedbearer.federation import auth
+from fedbearer.federation._coordination import (
+    LOGIN_IN_PROGRESS,
+    LinkWatcher,
+    clear_stale_progress,
+    lock_or_wait,
+)
 from fedbearer.federation._http import DEFAULT_HTTP_TIMEOUT
 from fedbearer.federation.receiver import Receiver
+from fedbearer.hooks import Hooks, emit
 from fedbearer.retry import RetryPolicy
 from fedbearer.token import Bearer as ParentBearer
 from fedbearer.token import Receiver as ParentReceiver
@@ -28,12 +37,24 @@ from fedbearer.token import Token
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Bearer", "tenant_key"]
+__all__ = ["Bearer", "LoginRequired", "tenant_key"]
 
 _time = time.time
 
 DEFAULT_SAFETY_MARGIN = 60.0
 """Seconds before expiry at which a token stops being served (capped at 10% of its lifetime)."""
+RENEW_AT = 0.75
+"""Background renewal starts when this fraction of the time left until the serving deadline has
+passed (measured when the token was installed)."""
+_LOCK_GRACE = 30.0  # the lock outlives the login it protects by this much (token exchange, writes)
+_TRANSIENT_ERRORS = frozenset(
+    {"timeout", "connection_error", "tls_error", "server_error", "temporarily_unavailable"}
+)
+
+
+class LoginRequired(AuthError):
+    """The token cannot be renewed without an interactive login, and this path never opens one
+    (background renewal, :meth:`Bearer.renew`)."""
 
 
 def tenant_key(federation_endpoint: str, federation_id: str, client_id: str, profile: str) -> str:
@@ -44,34 +65,43 @@ def tenant_key(federation_endpoint: str, federation_id: str, client_id: str, pro
 class _Slot:
     """The in-process state of one tenant, shared by every Bearer of that key."""
 
-    __slots__ = ("deadline", "entry", "inflight", "token")
+    __slots__ = ("__weakref__", "deadline", "entry", "inflight", "interactive", "renewal", "token")
 
     def __init__(self) -> None:
         self.token: Token | None = None
         self.entry: CacheEntry | None = None
         self.deadline = 0.0  # serve `token` while time() < deadline
-        self.inflight: asyncio.Task[Token] | None = None
+        self.inflight: asyncio.Task[Token | None] | None = None
+        self.interactive = True  # whether `inflight` may log in (False: a background renewal)
+        self.renewal: asyncio.TimerHandle | None = None
 
 
-_MAX_SLOTS = 100_000
-_slots: OrderedDict[str, _Slot] = OrderedDict()
+# One slot per tenant key while any Bearer of it lives: the single-flight point of the process.
+# Entries outlive their Bearers in the memory cache layer.
+_slots: weakref.WeakValueDictionary[str, _Slot] = weakref.WeakValueDictionary()
 
 
 def _slot_for(key: str) -> _Slot:
     slot = _slots.get(key)
     if slot is None:
-        slot = _slots[key] = _Slot()
-        while len(_slots) > _MAX_SLOTS:
-            _slots.popitem(last=False)
-    else:
-        _slots.move_to_end(key)
+        slot = _slots.setdefault(key, _Slot())
     return slot
 
 
-def _consume(task: asyncio.Task[Token]) -> None:
+def _consume(task: asyncio.Task[Token | None]) -> None:
     # Retrieve the outcome so an error nobody awaited is not reported as "never retrieved".
     if not task.cancelled():
         task.exception()
+
+
+def _rejected(err: BaseException) -> bool:
+    """The provider refused the grant itself (RFC 6749 §5.2): retrying the same one is pointless."""
+    return (
+        isinstance(err, TokenEndpointError)
+        and bool(err.error)
+        and err.error not in _TRANSIENT_ERRORS
+        and 0 < err.status < 500
+    )
 
 
 class _CachedReceiver(ParentReceiver):
@@ -98,6 +128,11 @@ class _CachedReceiver(ParentReceiver):
     async def _fetch(self, timeout: float | None = None, options: dict[str, str] | None = None) -> Token:
         return await self._bearer._obtain(timeout, options)
 
+    def fetch_sync(self, timeout: float | None = None, options: dict[str, str] | None = None) -> Token:
+        tok = self._bearer.fetch_sync(timeout, options)
+        self._latest = tok
+        return tok
+
     def can_retry(self, err: Exception, options: dict[str, str] | None = None) -> bool:
         return self._bearer._login.can_retry(err, options)
 
@@ -106,11 +141,20 @@ class Bearer(ParentBearer):
     """The federation bearer: ``receiver().fetch()`` returns the tenant's token, logging in
     interactively only when no cached, refreshable token exists.
 
-    The seed's parameters come first and mean the same; keyword-only extras: ``cache`` (a
-    :class:`~fedbearer.cache.TokenCache` layer below the in-process memory; None: memory only),
-    ``retry`` (a :class:`~fedbearer.retry.RetryPolicy`), ``safety_margin`` (seconds before expiry
-    a token stops being served), ``login_timeout``, ``expected_issuer``, ``paste_input``,
-    ``http_timeout``.
+    The seed's parameters come first and mean the same. Keyword-only extras:
+
+    - ``cache``: the layers below the in-process hot path (a :class:`~fedbearer.cache.TokenCache`,
+      e.g. ``MemoryCache()``, ``FileCache(dir)``, ``RedisCache(url)`` or a ``LayeredCache`` of
+      them). None: :func:`~fedbearer.cache.default_cache` — memory + a file cache in the user's
+      cache directory (``FEDBEARER_CACHE_DIR``), + Redis when ``FEDBEARER_REDIS_URL`` is set;
+    - ``retry``: a :class:`~fedbearer.retry.RetryPolicy` for logins and refreshes;
+    - ``safety_margin``: seconds before expiry a token stops being served (at most 10% of its
+      lifetime);
+    - ``renew_in_background``: refresh shortly before expiry so callers stay on the hot path;
+      background renewal never opens a browser;
+    - ``hooks``: a :class:`~fedbearer.hooks.Hooks` receiving slow-path events with timings;
+    - ``login_timeout``, ``expected_issuer``, ``paste_input``, ``http_timeout``: as for
+      :class:`~fedbearer.federation.Receiver`.
     """
 
     def __init__(
@@ -126,6 +170,8 @@ class Bearer(ParentBearer):
         cache: TokenCache | None = None,
         retry: RetryPolicy | None = None,
         safety_margin: float = DEFAULT_SAFETY_MARGIN,
+        renew_in_background: bool = False,
+        hooks: Hooks | None = None,
         login_timeout: float = auth.DEFAULT_LOGIN_TIMEOUT,
         expected_issuer: str | None = None,
         paste_input: TextIO | None = None,
@@ -138,18 +184,21 @@ class Bearer(ParentBearer):
         self._writer = writer
         self._no_browser_open = no_browser_open
         self._ssl_ctx = ssl_ctx
-        self._cache = cache
+        self._cache: TokenCache = cache if cache is not None else default_cache()
         self._retry = retry or RetryPolicy()
         self._safety_margin = safety_margin
+        self._renew_in_background = renew_in_background
+        self._hooks = hooks
         self._login_timeout = login_timeout
         self._http_timeout = http_timeout
         self._key = tenant_key(federation_endpoint, federation_id, client_id, profile_name)
         self._slot = _slot_for(self._key)
+        self._link = LinkWatcher(writer)
         self._login = Receiver(
             client_id,
             federation_endpoint,
             federation_id,
-            writer,
+            self._link,  # type: ignore[arg-type]  # a TextIO-like pass-through
             no_browser_open,
             ssl_ctx,
             login_timeout=login_timeout,
@@ -170,6 +219,11 @@ class Bearer(ParentBearer):
         return self._key
 
     @property
+    def cache(self) -> TokenCache:
+        """The cache layers below the in-process hot path."""
+        return self._cache
+
+    @property
     def acquisition_budget(self) -> timedelta | None:
         return timedelta(seconds=self._login_timeout)
 
@@ -177,7 +231,11 @@ class Bearer(ParentBearer):
         return self._receiver
 
     async def close(self, grace: float | None = None) -> None:
-        task = self._slot.inflight
+        slot = self._slot
+        if slot.renewal is not None:
+            slot.renewal.cancel()
+            slot.renewal = None
+        task = slot.inflight
         if task is not None and not task.done():
             if grace:
                 await asyncio.wait([task], timeout=grace)
@@ -186,63 +244,153 @@ class Bearer(ParentBearer):
     def __repr__(self) -> str:
         return f"Bearer(name={self.name!r}, client_id={self._client_id!r})"
 
-    # -- the slow path -----------------------------------------------------------------------
-    def _install(self, entry: CacheEntry) -> Token:
+    # -- more public API ---------------------------------------------------------------------
+    def fetch_sync(self, timeout: float | None = None, options: dict[str, str] | None = None) -> Token:
+        """``receiver().fetch()`` for code without ``async``; works whether or not the calling
+        thread runs an event loop (the slow path runs on a private loop in a helper thread)."""
         slot = self._slot
-        token = entry.to_token()
-        if entry.expires_at is None:
-            deadline = float("inf")
-        else:
-            lifetime = max(0.0, entry.expires_at - (entry.issued_at or _time()))
-            deadline = entry.expires_at - min(self._safety_margin, 0.1 * lifetime)
-        slot.token = token
-        slot.entry = entry
-        slot.deadline = deadline
-        return token
+        if _time() < slot.deadline:
+            return slot.token  # type: ignore[return-value]
+        from fedbearer.sync import run_sync
 
-    def _serves(self, entry: CacheEntry | None) -> bool:
-        if entry is None:
-            return False
-        if entry.expires_at is None:
-            return True
-        lifetime = max(0.0, entry.expires_at - (entry.issued_at or _time()))
-        return _time() < entry.expires_at - min(self._safety_margin, 0.1 * lifetime)
+        return run_sync(lambda: self._obtain(timeout, options))
 
     def invalidate(self) -> None:
         """Forget the in-process token (the next fetch goes to the cache layers or logs in)."""
         slot = self._slot
         slot.deadline = 0.0
-        slot.token = None
         slot.entry = None
+        if slot.renewal is not None:
+            slot.renewal.cancel()
+            slot.renewal = None
 
+    async def logout(self) -> None:
+        """Remove this tenant's tokens from this process and from every cache layer."""
+        self.invalidate()
+        self._slot.token = None
+        await self._cache.delete(self._key)
+        delete_progress = getattr(self._cache, "delete_progress", None)
+        if delete_progress is not None:
+            await delete_progress(self._key, None)
+
+    async def renew(self) -> Token:
+        """Renew now without the browser (refresh token), or take a newer token another process
+        stored. Raises :class:`LoginRequired` when only an interactive login would do."""
+        task = asyncio.get_running_loop().create_task(self._acquire(None, None, interactive=False))
+        task.add_done_callback(_consume)
+        token = await asyncio.shield(task)
+        if token is None:
+            raise LoginRequired("the token cannot be renewed without an interactive login")
+        return token
+
+    # -- the slow path -----------------------------------------------------------------------
     async def _obtain(self, timeout: float | None, options: dict[str, str] | None) -> Token:
         slot = self._slot
         if _time() < slot.deadline and slot.token is not None:
             return slot.token
         loop = asyncio.get_running_loop()
         task = slot.inflight
-        if task is None or task.done() or task.get_loop() is not loop:
+        if task is not None and not task.done() and not slot.interactive and task.get_loop() is loop:
+            # A background renewal is running: wait for it; log in below only if it could not renew.
+            try:
+                await asyncio.shield(task)
+            except Exception as err:
+                log.debug("background renewal failed: %s", _describe(err))
+            if _time() < slot.deadline and slot.token is not None:
+                return slot.token
+            task = slot.inflight
+        if task is None or task.done() or task.get_loop() is not loop or not slot.interactive:
             task = loop.create_task(self._acquire(timeout, options, interactive=True))
             task.add_done_callback(_consume)
             slot.inflight = task
+            slot.interactive = True
         # A caller cancelled while waiting does not cancel the login for the others.
-        return await asyncio.shield(task)
+        token = await asyncio.shield(task)
+        assert token is not None  # an interactive acquisition returns a token or raises
+        return token
+
+    def _deadline_of(self, entry: CacheEntry) -> float:
+        if entry.expires_at is None:
+            return float("inf")
+        lifetime = max(0.0, entry.expires_at - (entry.issued_at or _time()))
+        return entry.expires_at - min(self._safety_margin, 0.1 * lifetime)
+
+    def _serves(self, entry: CacheEntry | None) -> bool:
+        return entry is not None and _time() < self._deadline_of(entry)
+
+    def _install(self, entry: CacheEntry, deadline: float | None = None) -> Token:
+        slot = self._slot
+        token = entry.to_token()
+        slot.token = token
+        slot.entry = entry
+        slot.deadline = self._deadline_of(entry) if deadline is None else deadline
+        self._schedule_renewal(entry)
+        return token
+
+    async def _read(self, deep: bool) -> CacheEntry | None:
+        cache = self._cache
+        getter = getattr(cache, "get_deep", None) if deep else None
+        try:
+            return await (getter or cache.get)(self._key)
+        except Exception as err:  # a custom cache raising is a miss
+            log.warning("cache read failed: %s", type(err).__name__)
+            return None
 
     async def _acquire(
         self, timeout: float | None, options: dict[str, str] | None, *, interactive: bool
-    ) -> Token:
-        cache = self._cache
-        if cache is None:
-            return await self._renew_or_login(None, timeout, options, interactive=interactive)
-        entry = await cache.get(self._key)
-        if self._serves(entry):
+    ) -> Token | None:
+        """Cache layers, then (under the tenant's lock) refresh, then — if ``interactive`` — an
+        interactive login. Non-interactive: returns None when only a login would do."""
+        key = self._key
+        current = None if interactive else self._slot.entry
+
+        def usable(entry: CacheEntry | None) -> bool:
+            # Background renewal wants a newer token than the one it is renewing.
+            if not self._serves(entry):
+                return False
+            return current is None or (
+                entry.access_token != current.access_token  # type: ignore[union-attr]
+                and entry.issued_at >= current.issued_at  # type: ignore[union-attr]
+            )
+
+        t0 = time.perf_counter()
+        entry = await self._read(deep=False)
+        if usable(entry):
+            emit(self._hooks, "cache_hit", key, time.perf_counter() - t0)
             return self._install(entry)  # type: ignore[arg-type]
-        async with cache.lock(self._key, self._login_timeout + 30.0):
-            # Someone else (another process, another host) may have logged in meanwhile.
-            entry = await cache.get(self._key)
-            if self._serves(entry):
+        emit(self._hooks, "cache_miss", key, time.perf_counter() - t0)
+
+        handle, entry = await lock_or_wait(
+            self._cache,
+            key,
+            ttl=self._login_timeout + _LOCK_GRACE,
+            read=lambda: self._read(deep=True),
+            usable=usable,
+            announce=self._announce if interactive else None,
+        )
+        try:
+            if entry is not None:  # another process or host logged in or refreshed meanwhile
+                return self._install(entry)
+            if handle is not None:
+                await clear_stale_progress(self._cache, key)
+            # Re-read under the lock: someone may have refreshed (and rotated the refresh token).
+            entry = await self._read(deep=True)
+            if usable(entry):
                 return self._install(entry)  # type: ignore[arg-type]
             return await self._renew_or_login(entry, timeout, options, interactive=interactive)
+        finally:
+            if handle is not None:
+                await handle.release()
+
+    def _announce(self, record: LoginProgress) -> None:
+        log.info("another process (pid %d on %s) is logging in: %s", record.pid, record.host, record.url)
+        if self._writer is not None:
+            try:
+                print(LOGIN_IN_PROGRESS.format(url=record.url), file=self._writer)
+                self._writer.flush()
+            except Exception as err:
+                log.warning("could not write to the writer: %s", type(err).__name__)
+        emit(self._hooks, "login_waiting", self._key, record.url)
 
     async def _renew_or_login(
         self,
@@ -251,67 +399,191 @@ class Bearer(ParentBearer):
         options: dict[str, str] | None,
         *,
         interactive: bool,
-    ) -> Token:
-        refresh_token = (cached.refresh_token if cached else None) or (
-            self._slot.entry.refresh_token if self._slot.entry else None
-        )
-        if refresh_token:
-            entry = await self._refresh(refresh_token)
-            if entry is not None:
-                return await self._store(entry)
+    ) -> Token | None:
+        source = cached
+        mine = self._slot.entry
+        if mine is not None and mine.refresh_token and (source is None or mine.issued_at > source.issued_at):
+            source = mine
+        if source is not None and source.refresh_token:
+            token = await self._refresh_rotation_safe(source, interactive=interactive)
+            if token is not None:
+                return token
         if not interactive:
-            raise TokenEndpointError(0, "login_required", "the token cannot be renewed without the browser")
+            return None
         entry = await self._login_with_retries(timeout, options)
         return await self._store(entry)
 
     async def _store(self, entry: CacheEntry) -> Token:
-        if self._cache is not None:
-            await self._cache.put(self._key, entry)
+        await self._cache.put(self._key, entry)
         return self._install(entry)
 
-    async def _refresh(self, refresh_token: str) -> CacheEntry | None:
-        started = _time()
+    async def _refresh_rotation_safe(self, source: CacheEntry, *, interactive: bool) -> Token | None:
+        """Refresh with ``source``'s refresh token. On a rejected grant (revoked, expired, or
+        rotated by someone else) re-read the cache once: take a newer token if one appeared, or
+        try the newer refresh token found there. None: only a login would do. Transient failures
+        are retried by the policy; if they persist, a foreground caller is served the current
+        token a little longer when it has not expired yet (background renewal just fails)."""
+        used = source.refresh_token
+        assert used is not None
         try:
-            result = await auth.refresh(
-                self._client_id,
-                self._federation_endpoint,
-                refresh_token,
-                self._ssl_ctx,
-                http_timeout=self._http_timeout,
-            )
-        except TokenEndpointError as err:
-            if err.error == "invalid_grant" and self._cache is not None:
-                # Rotation race: another process may have refreshed first; take its result.
-                latest = await self._cache.get(self._key)
-                if self._serves(latest) and latest.refresh_token != refresh_token:  # type: ignore[union-attr]
-                    return latest
-            log.info("refresh failed (%s); a new login is needed", err.error or f"HTTP {err.status}")
-            return None
+            return await self._store(await self._refresh(used))
         except Exception as err:
-            log.warning("refresh failed: %s", type(err).__name__)
-            return None
-        log.info("token refreshed without the browser (expires in %s s)", result.expires_in)
-        return _entry_from(result, started, fallback_refresh=refresh_token)
+            if not _rejected(err):
+                return self._transient_fallback(source, err, interactive)
+        latest = await self._read(deep=True)
+        if latest is not None and latest.refresh_token != used and latest.issued_at >= source.issued_at:
+            if self._serves(latest):
+                return self._install(latest)
+            if latest.refresh_token:
+                try:
+                    return await self._store(await self._refresh(latest.refresh_token))
+                except Exception as err:
+                    if not _rejected(err):
+                        return self._transient_fallback(latest, err, interactive)
+        log.info("the refresh token was rejected; an interactive login is needed")
+        return None
+
+    def _transient_fallback(self, source: CacheEntry, err: Exception, interactive: bool) -> Token:
+        now = _time()
+        if interactive and source.expires_at is not None and source.expires_at - now > 1.0:
+            left = source.expires_at - now
+            # Serve the still-valid token briefly; the next fetch after that tries again.
+            log.warning("refresh failed (%s); serving the current token a few more seconds", _describe(err))
+            return self._install(source, deadline=now + min(5.0, left / 2))
+        raise err
+
+    async def _refresh(self, refresh_token: str) -> CacheEntry:
+        """One refresh, with the retry policy's attempts for transient failures."""
+        attempt = 0
+        while True:
+            attempt += 1
+            started = _time()
+            t0 = time.perf_counter()
+            try:
+                result = await auth.refresh(
+                    self._client_id,
+                    self._federation_endpoint,
+                    refresh_token,
+                    self._ssl_ctx,
+                    http_timeout=self._http_timeout,
+                )
+            except Exception as err:
+                emit(self._hooks, "refresh_failed", self._key, err, time.perf_counter() - t0)
+                if _rejected(err) or not self._retry.should_retry(err, attempt, 0, True):
+                    log.info("refresh attempt %d failed: %s", attempt, _describe(err))
+                    raise
+                delay = self._retry.delay(attempt)
+                log.warning(
+                    "refresh attempt %d failed (%s); retrying in %.1f s", attempt, _describe(err), delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            emit(self._hooks, "refreshed", self._key, time.perf_counter() - t0)
+            log.info("token refreshed without the browser (expires in %s s)", result.expires_in)
+            return _entry_from(result, started, fallback_refresh=refresh_token)
 
     async def _login_with_retries(self, timeout: float | None, options: dict[str, str] | None) -> CacheEntry:
         attempt = denials = 0
         while True:
             attempt += 1
             try:
-                result, started = await self._login.login(timeout)
-                return _entry_from(result, started)
+                return await self._login_once(timeout)
             except Exception as err:
                 if isinstance(err, AuthorizationDenied):
                     denials += 1
                 allowed = self._login.can_retry(err, options)
                 if not self._retry.should_retry(err, attempt, denials, allowed):
-                    log.warning("login failed after %d attempt(s): %s", attempt, err)
+                    log.warning("login failed after %d attempt(s): %s", attempt, _describe(err))
                     raise
                 delay = self._retry.delay(attempt)
                 log.warning(
-                    "login attempt %d failed (%s); retrying in %.1f s", attempt, type(err).__name__, delay
+                    "login attempt %d failed (%s); retrying in %.1f s", attempt, _describe(err), delay
                 )
                 await asyncio.sleep(delay)
+
+    async def _login_once(self, timeout: float | None) -> CacheEntry:
+        """One interactive login; while it runs, its URL is recorded beside the cache so other
+        processes show it instead of opening their own browser tab."""
+        loop = asyncio.get_running_loop()
+        limit = self._login_timeout if timeout is None else timeout
+        records: list[LoginProgress] = []
+        writes: list[asyncio.Task[None]] = []
+        put_progress = getattr(self._cache, "put_progress", None)
+
+        def on_url(url: str) -> None:
+            emit(self._hooks, "login_started", self._key, url)
+            if put_progress is not None:
+                record = LoginProgress.mine(url, limit + 5.0)
+                records.append(record)
+                writes.append(loop.create_task(put_progress(self._key, record)))
+
+        started = _time()
+        t0 = time.perf_counter()
+        self._link.on_url = on_url
+        try:
+            result, _ = await self._login.login(timeout)
+        except Exception as err:
+            emit(self._hooks, "login_failed", self._key, err, time.perf_counter() - t0)
+            raise
+        finally:
+            self._link.on_url = None
+            if writes:
+                await asyncio.gather(*writes, return_exceptions=True)
+            for record in records:
+                await self._cache.delete_progress(self._key, record.owner)  # type: ignore[attr-defined]
+        emit(self._hooks, "login_finished", self._key, time.perf_counter() - t0)
+        return _entry_from(result, started)
+
+    # -- background renewal ------------------------------------------------------------------
+    def _schedule_renewal(self, entry: CacheEntry) -> None:
+        slot = self._slot
+        if slot.renewal is not None:
+            slot.renewal.cancel()
+            slot.renewal = None
+        if not self._renew_in_background or not entry.refresh_token or entry.expires_at is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        left = slot.deadline - _time()
+        if left <= 1.0:
+            return
+        slot.renewal = loop.call_later(RENEW_AT * left, self._renewal_due)
+
+    def _renewal_due(self) -> None:
+        slot = self._slot
+        slot.renewal = None
+        task = slot.inflight
+        if task is not None and not task.done():
+            return  # a login or refresh is already in flight
+        task = asyncio.get_running_loop().create_task(self._renew_in_background_once())
+        task.add_done_callback(_consume)
+        slot.inflight = task
+        slot.interactive = False
+
+    async def _renew_in_background_once(self) -> Token | None:
+        """Never opens a browser: refresh, or leave the token to expire."""
+        try:
+            token = await self._acquire(None, None, interactive=False)
+        except Exception as err:
+            left = self._slot.deadline - _time()
+            log.warning("background renewal failed (%s)", _describe(err))
+            if left > 2.0 and self._slot.renewal is None:
+                self._slot.renewal = asyncio.get_running_loop().call_later(
+                    min(30.0, left / 2), self._renewal_due
+                )
+            return None
+        if token is None:
+            log.info("background renewal needs an interactive login; the token is served until it expires")
+        return token
+
+
+def _describe(err: BaseException) -> str:
+    """A log-safe description (our errors never carry secrets; others: the type only)."""
+    if isinstance(err, AuthError):
+        return f"{type(err).__name__}: {err}"
+    return type(err).__name__
 
 
 def _entry_from(

@@ -250,7 +250,18 @@ fn respond<B>(registry: &Registry, req: &Request<B>) -> Response<Full<Bytes>> {
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    match req.headers().get(header::HOST) {
+    // RFC 9112 §3.2: more than one Host is a 400; otherwise a loopback name could vouch for
+    // a request that also names another host.
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return page(
+            StatusCode::BAD_REQUEST,
+            pages::bad_request("the request has more than one Host header"),
+            head,
+        );
+    }
+    match host {
         Some(host) if !is_loopback_host(host.as_bytes()) => {
             return page(
                 StatusCode::FORBIDDEN,
@@ -375,6 +386,12 @@ mod tests {
             )
             .await;
             assert!(evil.starts_with("HTTP/1.1 403"), "{evil}");
+            let two_hosts = get(
+                port,
+                "GET /?state=st&code=x HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n",
+            )
+            .await;
+            assert!(two_hosts.starts_with("HTTP/1.1 400"), "{two_hosts}");
             let post = get(
                 port,
                 "POST /?state=st&code=x HTTP/1.1\r\nHost: localhost\r\n\r\n",
