@@ -169,7 +169,7 @@ async def _complete_fedbearer(tasks: list[Any]) -> dict[str, Any]:
 
 
 async def main(library: str, n: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     logging.disable(logging.CRITICAL)  # neither library's INFO lines are part of the figure
     if library == "reference":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import statistics
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +130,8 @@ def fmt(value: float | None, unit: str) -> str:
         if value >= 1e3:
             return f"{value / 1e3:.3g} k/s"
         return f"{value:.3g} /s"
+    if unit == "fd":
+        return f"{value:,.0f}"
     return f"{value:.3g} {unit}".rstrip()
 
 
@@ -137,11 +139,3 @@ def minmed(sample: Sample | None, unit: str) -> str:
     if sample is None:
         return "—"
     return f"{fmt(sample.min, unit)} / {fmt(sample.median, unit)}"
-
-
-def per_op(total_seconds: float, ops: int) -> float:
-    return total_seconds / ops
-
-
-def pick(seq: Sequence[Any], i: int) -> Any:
-    return seq[i % len(seq)]

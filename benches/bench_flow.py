@@ -119,7 +119,9 @@ async def _time_fedbearer_register(n: int) -> float:
 
 
 # -- redirect latency ---------------------------------------------------------------------------
-async def _redirect(browser: BrowserProcess, port: int, state: str, wait: Callable[[], Awaitable[str]]) -> float:
+async def _redirect(
+    browser: BrowserProcess, port: int, state: str, wait: Callable[[], Awaitable[str]]
+) -> float:
     """Time from the browser process starting its GET to the waiting task holding the code."""
     resumed: list[float] = []
 

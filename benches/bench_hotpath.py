@@ -33,7 +33,11 @@ def write_reference_credentials(profiles: list[str], expires_at: int) -> None:
     path = os.path.join(home, ".nebius", "credentials.yaml")
     lines = ["tokens:"]
     for profile in profiles:
-        lines += [f"  {_reference_name(profile)}:", f"    token: tok-{profile}", f"    expires_at: {expires_at}"]
+        lines += [
+            f"  {_reference_name(profile)}:",
+            f"    token: tok-{profile}",
+            f"    expires_at: {expires_at}",
+        ]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     os.chmod(path, 0o600)
@@ -165,12 +169,12 @@ async def _run(quick: bool) -> list[Figure]:
     tenants = 10_000
     profiles = [f"tenant-{i:05d}" for i in range(tenants)]
     refs = [_reference_bearer(p) for p in profiles]
-    for bearer, profile in zip(refs, profiles):
+    for bearer, profile in zip(refs, profiles, strict=True):
         _prime_reference_memory(bearer, profile, expires_at)
     feds = _fedbearer_bearers(profiles)
     for group in (refs, feds):
         tokens = await asyncio.gather(*[b.receiver().fetch() for b in group])
-        assert all(t.token == f"tok-{p}" for t, p in zip(tokens, profiles))
+        assert all(t.token == f"tok-{p}" for t, p in zip(tokens, profiles, strict=True))
     rng = random.Random(5)
     rng.shuffle(refs)
     rng.shuffle(feds)

@@ -41,8 +41,12 @@ async def _run(endpoint: str, ca_pem: str, quick: bool) -> dict[str, Any]:
         writer = BrowserWriter(browser)
         ref_ctx = ssl.create_default_context(cafile=ca_pem)
         fed_ctx = ssl.create_default_context(cafile=ca_pem)
-        ref = reference.Receiver(CLIENT_ID, endpoint, FEDERATION_ID, writer=writer, no_browser_open=True, ssl_ctx=ref_ctx)
-        fed = Receiver(CLIENT_ID, endpoint, FEDERATION_ID, writer=writer, no_browser_open=True, ssl_ctx=fed_ctx)
+        ref = reference.Receiver(
+            CLIENT_ID, endpoint, FEDERATION_ID, writer=writer, no_browser_open=True, ssl_ctx=ref_ctx
+        )
+        fed = Receiver(
+            CLIENT_ID, endpoint, FEDERATION_ID, writer=writer, no_browser_open=True, ssl_ctx=fed_ctx
+        )
         for _ in range(5):  # warm-up: imports, first TLS handshakes, the browser's connection
             await _login(ref, browser)
             await _login(fed, browser)

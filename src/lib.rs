@@ -16,6 +16,8 @@ mod _core {
     #[pymodule_export]
     use crate::py::listener::{PyAuthorization, PyCallbackListener, PyPendingFlow};
     #[pymodule_export]
+    use crate::py::notify::shutdown_notifier;
+    #[pymodule_export]
     use crate::py::pkce::{new_login_secrets, new_pkce, new_state, pkce_challenge, PyPkce};
     #[pymodule_export]
     use crate::py::token::{parse_token_response, PyTokenResponse};

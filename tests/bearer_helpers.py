@@ -24,7 +24,9 @@ class AutoBrowser:
     login prompt) is opened and approved after ``delay`` s on the running loop. A "login in
     progress — open: URL" line is not a prompt and is left alone."""
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, delay: float = 0.0, approve: bool = True):
+    def __init__(
+        self, *, ssl_context: ssl.SSLContext | None = None, delay: float = 0.0, approve: bool = True
+    ):
         self.ssl_context = ssl_context
         self.delay = delay
         self.approve = approve
@@ -138,7 +140,17 @@ async def _worker(args: dict[str, Any]) -> None:
     )
     _wait_for_go(args)
     token = await bearer.receiver().fetch()
-    print(json.dumps({"pid": os.getpid(), "token": token.token}), flush=True)
+    seen, expired = {token.token}, 0
+    end = time.monotonic() + float(args.get("duration", 0))
+    while time.monotonic() < end:  # keep using the tenant across expiries and refreshes
+        await asyncio.sleep(0.02)
+        token = await bearer.receiver().fetch()
+        expired += token.is_expired()
+        seen.add(token.token)
+    print(
+        json.dumps({"pid": os.getpid(), "token": token.token, "seen": len(seen), "expired": expired}),
+        flush=True,
+    )
 
 
 def _cache_writer(args: dict[str, Any]) -> None:

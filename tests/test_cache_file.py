@@ -19,7 +19,7 @@ from bearer_helpers import HELPERS, subprocess_env
 from fedbearer.cache import CacheEntry, FileCache, LoginProgress
 from fedbearer.cache.file import SCHEMA_VERSION
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio]
 
 KEY_A = "federation/https://auth.example/fed/a#client"
 KEY_B = "federation/https://auth.example/fed/b#client"
@@ -126,7 +126,12 @@ async def test_damaged_file_is_not_moved_while_another_process_holds_the_lock(tm
 
 
 def _spawn_lock_holder(directory: Path, key: str) -> subprocess.Popen[str]:
-    args = {"dir": str(directory), "key": key, "url": "http://127.0.0.1:1/oauth2/authorize?x", "record_timeout": 60}
+    args = {
+        "dir": str(directory),
+        "key": key,
+        "url": "http://127.0.0.1:1/oauth2/authorize?x",
+        "record_timeout": 60,
+    }
     proc = subprocess.Popen(
         [sys.executable, str(HELPERS), "lock-holder", json.dumps(args)],
         stdout=subprocess.PIPE,
@@ -183,7 +188,9 @@ async def test_progress_record_round_trip_and_owner_checked_delete(tmp_path: Pat
     assert expired.is_stale() and not mine.is_stale()
 
 
-async def test_unwritable_directory_is_a_warning_not_a_crash(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unwritable_directory_is_a_warning_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("x")
     cache = FileCache(blocker / "cache")

@@ -34,7 +34,8 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER") and not k.lower().endswith("_proxy")
+        # No TERM either: webbrowser would try console browsers (w3m, lynx) where installed.
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "TERM") and not k.lower().endswith("_proxy")
     }
     home = tmp_path / "home"
     home.mkdir()

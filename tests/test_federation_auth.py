@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -381,6 +383,30 @@ async def test_paste_input_without_a_file_descriptor(identity_provider: Identity
     assert "does not complete this login" in writer.getvalue()
 
 
+@pytest.mark.asyncio
+async def test_broken_paste_input_only_ends_remote_mode(
+    identity_provider: IdentityProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(io.StringIO):
+        def fileno(self) -> int:
+            raise io.UnsupportedOperation("no fileno")
+
+        def readline(self, size: int | None = -1) -> str:
+            raise OSError("input/output error")
+
+    writer = io.StringIO()
+    task = start(identity_provider, writer, paste_input=Broken())
+    try:
+        url = await link_from(writer)
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        await complete_login(url)
+        assert (await asyncio.wait_for(task, 10)).access_token
+    finally:
+        task.cancel()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
 # -- the wait limit ----------------------------------------------------------------------------------
 class FakeFlow:
     redirect_uri = "http://127.0.0.1:9"
@@ -591,7 +617,7 @@ async def test_token_endpoint_faults_are_typed_errors(
     identity_provider.set_fault(fault, times=1)
     started = time.monotonic()
     with pytest.raises(error_type) as failed:
-        await login(identity_provider, http_timeout=0.5)
+        await login(identity_provider, http_timeout=0.5 if fault == "hang" else 30)
     assert isinstance(failed.value, AuthError)
     if status is not None:
         assert failed.value.status == status  # type: ignore[attr-defined]
@@ -735,3 +761,81 @@ async def test_https_proxy_and_no_proxy_are_honoured(
         assert result.access_token
         assert proxy.connects == [f"127.0.0.1:{idp.port}"]  # bypassed
     await _http.close_sessions()
+
+
+# -- reading the token response ----------------------------------------------------------------------
+class RawTokenEndpoint:
+    """A token endpoint on a raw socket, to control how the answer arrives."""
+
+    def __init__(self, head: bytes, parts: list[bytes], pause: float = 0.03) -> None:
+        self.head, self.parts, self.pause = head, parts, pause
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/oauth2/token"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            writer.write(self.head)
+            for i, part in enumerate(self.parts):
+                if i:
+                    await asyncio.sleep(self.pause)
+                writer.write(part)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+def _token_body(size: int) -> bytes:
+    return json.dumps({"access_token": "A" * size, "expires_in": 60, "token_type": "Bearer"}).encode()
+
+
+async def _exchange(token_url: str) -> auth.GetTokenResult:
+    return await auth.exchange_code(
+        token_url, CLIENT_ID, "code", "http://127.0.0.1:1", "v" * 43, http_timeout=5
+    )
+
+
+@pytest.mark.asyncio
+async def test_token_response_in_several_segments_is_read_whole() -> None:
+    body = _token_body(5000)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    parts = [body[i : i + 700] for i in range(0, len(body), 700)]
+    async with RawTokenEndpoint(head, parts) as token_url:
+        result = await _exchange(token_url)
+    assert result.access_token == "A" * 5000
+    assert result.expires_in == 60
+
+
+@pytest.mark.asyncio
+async def test_chunked_token_response_is_read_whole() -> None:
+    body = _token_body(3000)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks = [body[i : i + 1000] for i in range(0, len(body), 1000)]
+    parts = [b"%x\r\n%s\r\n" % (len(c), c) for c in chunks] + [b"0\r\n\r\n"]
+    async with RawTokenEndpoint(head, parts) as token_url:
+        result = await _exchange(token_url)
+    assert result.access_token == "A" * 3000
+
+
+@pytest.mark.asyncio
+async def test_oversized_token_response_is_refused_unread() -> None:
+    size = _http.MAX_BODY_BYTES + 4096
+    body = _token_body(size)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    async with RawTokenEndpoint(head, [body], pause=0) as token_url:
+        with pytest.raises(InvalidTokenResponse) as refused:
+            await _exchange(token_url)
+    assert "larger" in str(refused.value)
+    assert len(str(refused.value)) < 300

@@ -9,6 +9,9 @@ Importing this package is cheap: aiohttp, redis and the like are imported on fir
 
 from __future__ import annotations
 
+import atexit as _atexit
+
+from fedbearer import _core
 from fedbearer._core import (
     Authorization,
     CallbackListener,
@@ -32,6 +35,10 @@ from fedbearer.exceptions import (
 from fedbearer.token import Bearer, NamedBearer, Receiver, Token
 
 __version__ = "0.1.0"
+
+# Completions reach asyncio through a notifier thread; it must stop touching Python before the
+# interpreter finalizes.
+_atexit.register(_core._shutdown_notifier)
 
 __all__ = [
     "AuthError",

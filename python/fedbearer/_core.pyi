@@ -9,6 +9,7 @@ __all__ = [
     "PendingFlow",
     "Pkce",
     "TokenResponse",
+    "_shutdown_notifier",
     "new_login_secrets",
     "new_pkce",
     "new_state",
@@ -88,7 +89,9 @@ class PendingFlow:
         seconds, AuthorizationDenied or IssuerMismatch as the redirect says. Cancelling the
         awaiting task deregisters the flow."""
     def cancel(self) -> None:
-        """Deregister without waiting (idempotent)."""
+        """Deregister without waiting (idempotent); a pending ``wait()`` fails with ListenerError."""
+    def __call__(self, future: object, /) -> None:
+        """The done-callback of the future ``wait()`` returned (deregisters the flow)."""
 
 @final
 class CallbackListener:
@@ -115,9 +118,14 @@ class CallbackListener:
     def register(self, state: str, expected_issuer: str | None = None) -> PendingFlow: ...
     def deliver(self, pasted_url: str) -> bool: ...
     def close(self) -> None: ...
+    def wait_closed(self) -> Awaitable[None]:
+        """Resolves once the listener stopped and its port is free."""
 
 def redact_text(text: str, max_chars: int = 300) -> str:
     """Text made safe for a message: secret-looking runs redacted, control characters dropped."""
 
 def query_of_pasted_url(pasted: str) -> str:
     """The query part of a pasted redirect URL."""
+
+def _shutdown_notifier() -> None:
+    """Registered with ``atexit``: stop completing futures before the interpreter finalizes."""

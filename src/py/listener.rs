@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
+use super::notify::{self, Settle};
 use super::runtime::{self, check_pid};
 use crate::core::callback::{
-    self, CallbackServer, Delivery, FlowReceiver, ListenerConfig, Registry,
+    self, Authorization, CallbackServer, Delivery, FlowReceiver, ListenerConfig, Registry,
 };
-use crate::error::Error;
 
 fn seconds(name: &str, value: f64) -> PyResult<Option<Duration>> {
     if value.is_nan() || value < 0.0 {
@@ -32,6 +33,16 @@ pub struct PyAuthorization {
     state: String,
     #[pyo3(get)]
     iss: Option<String>,
+}
+
+impl From<Authorization> for PyAuthorization {
+    fn from(auth: Authorization) -> Self {
+        Self {
+            code: auth.code,
+            state: auth.state,
+            iss: auth.iss,
+        }
+    }
 }
 
 #[pymethods]
@@ -126,7 +137,9 @@ impl PyCallbackListener {
         let receiver = self.registry()?.register(state, expected_issuer)?;
         Ok(PyPendingFlow {
             state: receiver.state().to_owned(),
-            redirect_uri: self.server.redirect_uri(),
+            port: self.server.port(),
+            id: receiver.id(),
+            registry: Arc::clone(receiver.registry()),
             receiver: Mutex::new(Some(receiver)),
             pid: self.pid,
         })
@@ -153,6 +166,17 @@ impl PyCallbackListener {
         self.server.registry().close();
     }
 
+    /// An awaitable that resolves once the listener has stopped and its port is free (it stops
+    /// when closed, or when its last pending flow ends). A Rust future awaited from asyncio.
+    fn wait_closed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        check_pid(self.pid, "callback listener")?;
+        let stopped = self.server.stopped();
+        runtime::future_into_py(py, async move {
+            stopped.await;
+            Ok(())
+        })
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "CallbackListener(redirect_uri='{}', pending={}, closed={})",
@@ -163,13 +187,15 @@ impl PyCallbackListener {
     }
 }
 
-/// One registered flow. Await `wait()` for its code; dropping or cancelling deregisters it.
+/// One registered flow. Await `wait()` for its code; cancelling the awaiting task, or `cancel()`,
+/// deregisters it.
 #[pyclass(frozen, module = "fedbearer._core", name = "PendingFlow")]
 pub struct PyPendingFlow {
     #[pyo3(get)]
     state: String,
-    #[pyo3(get)]
-    redirect_uri: String,
+    port: u16,
+    id: u64,
+    registry: Arc<Registry>,
     receiver: Mutex<Option<FlowReceiver>>,
     pid: u32,
 }
@@ -183,56 +209,71 @@ impl PyPendingFlow {
     }
 }
 
+static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
 #[pymethods]
 impl PyPendingFlow {
-    /// An awaitable resolving to the flow's `Authorization`; raises LoginTimeout after `timeout`
-    /// seconds, AuthorizationDenied or IssuerMismatch as the redirect says. Can be awaited once.
+    /// An `asyncio.Future` resolving to the flow's `Authorization`; it fails with `LoginTimeout`
+    /// after `timeout` seconds, or `AuthorizationDenied` / `IssuerMismatch` as the redirect says.
+    /// Cancelling it (or the task awaiting it) deregisters the flow. Can be called once.
     #[pyo3(signature = (timeout = None))]
-    fn wait<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-        check_pid(self.pid, "pending flow")?;
+    fn wait<'py>(slf: &Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        check_pid(this.pid, "pending flow")?;
         let limit = match timeout {
             Some(t) => seconds("timeout", t)?,
             None => None,
         };
-        let mut receiver = self
+        let event_loop = GET_RUNNING_LOOP
+            .import(py, "asyncio", "get_running_loop")?
+            .call0()?;
+        let future = event_loop.call_method0("create_future")?;
+        let receiver = this
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("this flow was already awaited or cancelled"))?;
-        runtime::future_into_py(py, async move {
-            let outcome = match limit {
-                Some(limit) => match tokio::time::timeout(limit, receiver.recv()).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(Error::LoginTimeout {
-                        millis: u64::try_from(limit.as_millis()).ok(),
-                    }),
-                },
-                None => receiver.recv().await,
-            };
-            // Deregister before Python sees the result, so a retry can reuse nothing stale.
-            drop(receiver);
-            let auth = outcome?;
-            Ok(PyAuthorization {
-                code: auth.code,
-                state: auth.state,
-                iss: auth.iss,
-            })
-        })
+        // The flow itself is the done-callback: a cancelled future deregisters it.
+        future.call_method1("add_done_callback", (slf,))?;
+        let settle_future = future.clone().unbind();
+        let settle_loop = event_loop.unbind();
+        receiver.complete_with(
+            limit,
+            Box::new(move |outcome| {
+                notify::push(Settle {
+                    future: settle_future,
+                    event_loop: settle_loop,
+                    outcome,
+                });
+            }),
+        );
+        Ok(future)
     }
 
-    /// Deregister without waiting (idempotent).
+    /// The done-callback of the future `wait()` returned: deregister (a no-op once completed).
+    /// The future is already done, so nobody needs telling.
+    fn __call__(&self, _future: &Bound<'_, PyAny>) {
+        self.registry.discard(&self.state, self.id);
+    }
+
+    /// Deregister (idempotent). A pending `wait()` fails with `ListenerError`.
     fn cancel(&self) {
         drop(self.take());
+        self.registry.cancel(&self.state, self.id);
     }
 
-    /// Whether the flow is still registered and not yet awaited.
+    /// `http://127.0.0.1:PORT`, the redirect URI to send in the authorization request.
+    #[getter]
+    fn redirect_uri(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the flow is still waiting for its redirect.
     #[getter]
     fn registered(&self) -> bool {
-        self.receiver
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some()
+        self.registry.contains(&self.state, self.id)
     }
 
     fn __repr__(&self) -> String {
-        format!("PendingFlow(redirect_uri='{}')", self.redirect_uri)
+        format!("PendingFlow(redirect_uri='http://127.0.0.1:{}')", self.port)
     }
 }

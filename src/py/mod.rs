@@ -2,6 +2,7 @@
 
 pub mod errors;
 pub mod listener;
+pub mod notify;
 pub mod pkce;
 pub mod runtime;
 pub mod token;

@@ -199,7 +199,7 @@ class FileCache:
             if schema != SCHEMA_VERSION:
                 raise ValueError(f"unknown schema {schema!r}")
             if doc.get("key") != key:
-                raise ValueError("the file belongs to another tenant key")
+                raise ValueError("the file does not hold this tenant's key")
             return CacheEntry.from_dict(doc.get("entry"))
         except ValueError as err:
             self._quarantine(key, path, st, str(err))

@@ -107,7 +107,7 @@ async def post_token_request(
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
         ) as resp:
-            body = await resp.content.read(MAX_BODY_BYTES + 1)
+            body = await _read_body(resp)
             status = resp.status
     except asyncio.TimeoutError:
         raise TokenEndpointError(
@@ -162,6 +162,18 @@ def _with_excerpt(
     if isinstance(exc, InvalidTokenResponse):
         return InvalidTokenResponse(exc.reason, excerpt)
     return TokenEndpointError(exc.status, exc.error, exc.description, exc.uri, excerpt)
+
+
+async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole body, up to one byte past the limit. ``content.read(n)`` returns what has arrived
+    so far, not n bytes: a body in several segments needs several reads."""
+    body = bytearray()
+    while len(body) <= MAX_BODY_BYTES:
+        chunk = await resp.content.read(MAX_BODY_BYTES + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
 
 
 def _describe(exc: BaseException) -> str:

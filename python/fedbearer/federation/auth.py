@@ -9,7 +9,6 @@ endpoint. :func:`refresh` renews a token with a refresh token, without the brows
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import ssl
@@ -169,6 +168,15 @@ async def _show(url: str, writer: TextIO | None, no_browser_open: bool) -> async
     return opened
 
 
+async def _stop_paste_reader(paster: asyncio.Task[None]) -> None:
+    if not paster.done():
+        paster.cancel()
+        await asyncio.wait({paster})  # raises only if we are cancelled ourselves
+    if not paster.cancelled() and paster.exception() is not None:
+        # A broken input stream only ends remote mode; the listener was waiting all along.
+        log.debug("reading pasted addresses failed: %s", type(paster.exception()).__name__)
+
+
 async def exchange_code(
     token_url: str,
     client_id: str,
@@ -256,10 +264,8 @@ async def authorize(
         if not waiter.done():
             waiter.cancel()
         flow.cancel()
-        if paster is not None and not paster.done():
-            paster.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await paster
+        if paster is not None:
+            await _stop_paste_reader(paster)
     log.debug("authorization code received after %.1f s; exchanging it", time.monotonic() - started)
     result = await exchange_code(
         f"{endpoint}{TOKEN_ENDPOINT}",

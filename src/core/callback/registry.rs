@@ -1,11 +1,12 @@
 //! Pending flows keyed by `state`. One registry serves every login of a process; a redirect (or a
 //! pasted URL) completes exactly the flow whose `state` it carries and nothing else.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Notify};
 
 use super::query::{parse_callback_query, CallbackParams, QueryError};
 use crate::core::redact::{sanitize_text, MAX_TEXT_CHARS};
@@ -28,18 +29,54 @@ impl std::fmt::Debug for Authorization {
     }
 }
 
-type Outcome = Result<Authorization>;
+/// How a flow ends: its authorization, or why not.
+pub type Outcome = Result<Authorization>;
+
+/// A completion called exactly once, from whatever thread ends the flow, never under a lock.
+/// This is how the Python layer completes an asyncio future without a task per flow.
+pub type Completion = Box<dyn FnOnce(Outcome) + Send>;
+
+enum Waiter {
+    Channel(oneshot::Sender<Outcome>),
+    Callback(Completion),
+}
+
+impl Waiter {
+    fn finish(self, outcome: Outcome) {
+        match self {
+            // The receiver may have gone away in the meantime; then there is nobody to tell.
+            Self::Channel(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Self::Callback(f) => f(outcome),
+        }
+    }
+}
 
 struct Slot {
     id: u64,
-    tx: oneshot::Sender<Outcome>,
+    waiter: Waiter,
     issuer: Option<String>,
+    /// When the flow times out, and the timeout it was given (for the error).
+    deadline: Option<(Instant, Duration)>,
 }
 
 #[derive(Default)]
 struct Flows {
     by_state: HashMap<String, Slot>,
+    /// `(deadline, id) -> state`, earliest first: one timer serves every flow.
+    deadlines: BTreeMap<(Instant, u64), String>,
     closed: bool,
+}
+
+impl Flows {
+    fn take(&mut self, state: &str) -> Option<Slot> {
+        let slot = self.by_state.remove(state)?;
+        if let Some((at, _)) = slot.deadline {
+            self.deadlines.remove(&(at, slot.id));
+        }
+        Some(slot)
+    }
 }
 
 /// What happened to a redirect, for the page the browser gets.
@@ -60,6 +97,8 @@ pub struct Registry {
     flows: Mutex<Flows>,
     next_id: AtomicU64,
     closed_tx: watch::Sender<bool>,
+    /// Woken when a deadline earlier than all others is set.
+    deadline_changed: Notify,
 }
 
 impl Default for Registry {
@@ -68,6 +107,7 @@ impl Default for Registry {
             flows: Mutex::default(),
             next_id: AtomicU64::new(1),
             closed_tx: watch::Sender::new(false),
+            deadline_changed: Notify::new(),
         }
     }
 }
@@ -112,8 +152,9 @@ impl Registry {
                 state.clone(),
                 Slot {
                     id,
-                    tx,
+                    waiter: Waiter::Channel(tx),
                     issuer: expected_issuer,
+                    deadline: None,
                 },
             );
         }
@@ -122,6 +163,7 @@ impl Registry {
             state,
             id,
             rx,
+            armed: true,
         })
     }
 
@@ -133,7 +175,7 @@ impl Registry {
         };
         let slot = {
             let mut flows = self.lock();
-            let Some(slot) = flows.by_state.remove(params.state()) else {
+            let Some(slot) = flows.take(params.state()) else {
                 return Delivery::Unknown;
             };
             if flows.by_state.is_empty() {
@@ -146,19 +188,83 @@ impl Registry {
             Ok(_) => Delivery::Completed,
             Err(e) => Delivery::Ended(e.clone()),
         };
-        // The waiter may have gone away in the meantime; then there is nobody to tell.
-        let _ = slot.tx.send(outcome);
+        slot.waiter.finish(outcome);
         delivery
     }
 
-    fn remove(&self, state: &str, id: u64) {
-        let mut flows = self.lock();
-        if flows.by_state.get(state).is_some_and(|s| s.id == id) {
-            flows.by_state.remove(state);
+    /// Deregister flow `id` (a cancelled or abandoned wait). A completion still attached is
+    /// called with a listener error, so that no waiter is left hanging.
+    pub fn cancel(&self, state: &str, id: u64) {
+        let slot = {
+            let mut flows = self.lock();
+            if flows.by_state.get(state).is_none_or(|s| s.id != id) {
+                return;
+            }
+            let slot = flows.take(state);
             if flows.by_state.is_empty() {
                 self.close_locked(&mut flows);
             }
+            slot
+        };
+        if let Some(slot) = slot {
+            slot.waiter
+                .finish(Err(Error::Listener("the login was cancelled".to_owned())));
         }
+    }
+
+    /// Deregister flow `id` without telling its waiter (which gave up: its future is cancelled).
+    pub fn discard(&self, state: &str, id: u64) -> bool {
+        let slot = {
+            let mut flows = self.lock();
+            if flows.by_state.get(state).is_none_or(|s| s.id != id) {
+                return false;
+            }
+            let slot = flows.take(state);
+            if flows.by_state.is_empty() {
+                self.close_locked(&mut flows);
+            }
+            slot
+        };
+        drop(slot);
+        true
+    }
+
+    /// End every flow whose deadline is at or before `now` with `LoginTimeout`; return the next
+    /// deadline, if any. The listener's timer calls this.
+    pub fn expire_due(&self, now: Instant) -> Option<Instant> {
+        let (expired, next) = {
+            let mut flows = self.lock();
+            let mut expired = Vec::new();
+            while let Some((&(at, id), _)) = flows.deadlines.first_key_value() {
+                if at > now {
+                    break;
+                }
+                let (_, state) = flows
+                    .deadlines
+                    .pop_first()
+                    .unwrap_or(((at, id), String::new()));
+                if let Some(slot) = flows.by_state.remove(&state) {
+                    expired.push(slot);
+                }
+            }
+            if !expired.is_empty() && flows.by_state.is_empty() {
+                self.close_locked(&mut flows);
+            }
+            let next = flows.deadlines.first_key_value().map(|(&(at, _), _)| at);
+            (expired, next)
+        };
+        for slot in expired {
+            let millis = slot
+                .deadline
+                .and_then(|(_, limit)| u64::try_from(limit.as_millis()).ok());
+            slot.waiter.finish(Err(Error::LoginTimeout { millis }));
+        }
+        next
+    }
+
+    /// Resolves when a deadline earlier than the others was set (see [`Self::expire_due`]).
+    pub async fn deadline_changed(&self) {
+        self.deadline_changed.notified().await;
     }
 
     fn close_locked(&self, flows: &mut Flows) {
@@ -173,13 +279,19 @@ impl Registry {
         let drained: Vec<Slot> = {
             let mut flows = self.lock();
             self.close_locked(&mut flows);
+            flows.deadlines.clear();
             flows.by_state.drain().map(|(_, s)| s).collect()
         };
         for slot in drained {
-            let _ = slot.tx.send(Err(Error::Listener(
+            slot.waiter.finish(Err(Error::Listener(
                 "the callback listener was closed".to_owned(),
             )));
         }
+    }
+
+    /// Whether flow `id` is still pending under `state`.
+    pub fn contains(&self, state: &str, id: u64) -> bool {
+        self.lock().by_state.get(state).is_some_and(|s| s.id == id)
     }
 
     pub fn len(&self) -> usize {
@@ -232,11 +344,57 @@ pub struct FlowReceiver {
     state: String,
     id: u64,
     rx: oneshot::Receiver<Outcome>,
+    /// Whether dropping this receiver deregisters the flow.
+    armed: bool,
 }
 
 impl FlowReceiver {
     pub fn state(&self) -> &str {
         &self.state
+    }
+
+    /// This flow's id, for [`Registry::cancel`].
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Instead of awaiting [`Self::recv`], have `completion` called once with the outcome, and
+    /// end the flow with `LoginTimeout` after `timeout` (None: no limit). When the flow already
+    /// ended, `completion` runs at once, on this thread.
+    pub fn complete_with(mut self, timeout: Option<Duration>, completion: Completion) {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t).map(|at| (at, t)));
+        let pending = {
+            let mut flows = self.registry.lock();
+            let earliest = flows.deadlines.first_key_value().map(|(&(at, _), _)| at);
+            match flows.by_state.get_mut(&self.state) {
+                Some(slot) if slot.id == self.id => {
+                    slot.waiter = Waiter::Callback(completion);
+                    slot.deadline = deadline;
+                    if let Some((at, _)) = deadline {
+                        flows.deadlines.insert((at, self.id), self.state.clone());
+                        if earliest.is_none_or(|e| at < e) {
+                            self.registry.deadline_changed.notify_one();
+                        }
+                    }
+                    None
+                }
+                _ => Some(completion),
+            }
+        };
+        // From here on the registry owns the flow: dropping `self` must not deregister it.
+        self.armed = false;
+        if let Some(completion) = pending {
+            let outcome = self.rx.try_recv().unwrap_or_else(|_| {
+                Err(Error::Listener(
+                    "the callback listener was closed".to_owned(),
+                ))
+            });
+            completion(outcome);
+        }
     }
 
     /// Wait for the redirect that carries this flow's `state`.
@@ -252,7 +410,9 @@ impl FlowReceiver {
 
 impl Drop for FlowReceiver {
     fn drop(&mut self) {
-        self.registry.remove(&self.state, self.id);
+        if self.armed {
+            self.registry.cancel(&self.state, self.id);
+        }
     }
 }
 
@@ -339,6 +499,80 @@ mod tests {
         assert_eq!(reg.len(), 2);
         drop(a2);
         assert_eq!(reg.len(), 1);
+    }
+
+    fn recorder() -> (Completion, std::sync::mpsc::Receiver<Outcome>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        (
+            Box::new(move |o| {
+                let _ = tx.send(o);
+            }),
+            rx,
+        )
+    }
+
+    #[test]
+    fn completion_gets_the_code() {
+        let reg = Registry::new();
+        let _keep = reg.register("keep".into(), None).unwrap();
+        let (done, got) = recorder();
+        reg.register("a".into(), None)
+            .unwrap()
+            .complete_with(Some(Duration::from_secs(60)), done);
+        assert_eq!(reg.deliver("state=a&code=c9"), Delivery::Completed);
+        assert_eq!(got.try_recv().unwrap().unwrap().code, "c9");
+        assert_eq!(reg.expire_due(Instant::now()), None);
+    }
+
+    #[test]
+    fn completion_after_delivery_runs_at_once() {
+        let reg = Registry::new();
+        let _keep = reg.register("keep".into(), None).unwrap();
+        let flow = reg.register("a".into(), None).unwrap();
+        reg.deliver("state=a&code=early");
+        let (done, got) = recorder();
+        flow.complete_with(None, done);
+        assert_eq!(got.try_recv().unwrap().unwrap().code, "early");
+    }
+
+    #[test]
+    fn deadlines_expire_in_order() {
+        let reg = Registry::new();
+        let _keep = reg.register("keep".into(), None).unwrap();
+        let (d1, g1) = recorder();
+        let (d2, g2) = recorder();
+        reg.register("a".into(), None)
+            .unwrap()
+            .complete_with(Some(Duration::from_millis(10)), d1);
+        reg.register("b".into(), None)
+            .unwrap()
+            .complete_with(Some(Duration::from_secs(3600)), d2);
+        let next = reg.expire_due(Instant::now() + Duration::from_millis(20));
+        assert!(matches!(
+            g1.try_recv().unwrap(),
+            Err(Error::LoginTimeout { millis: Some(10) })
+        ));
+        assert!(g2.try_recv().is_err());
+        assert!(next.is_some());
+        assert_eq!(reg.len(), 2);
+        // A timed-out flow's state is gone: a late redirect touches nothing.
+        assert_eq!(reg.deliver("state=a&code=late"), Delivery::Unknown);
+    }
+
+    #[test]
+    fn cancel_finishes_the_completion_and_closes_when_last() {
+        let reg = Registry::new();
+        let flow = reg.register("a".into(), None).unwrap();
+        let id = flow.id();
+        let (done, got) = recorder();
+        flow.complete_with(Some(Duration::from_secs(5)), done);
+        reg.cancel("a", id);
+        assert!(matches!(got.try_recv().unwrap(), Err(Error::Listener(_))));
+        assert!(reg.is_closed());
+        assert_eq!(
+            reg.expire_due(Instant::now() + Duration::from_secs(10)),
+            None
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::pages;
 use super::registry::{Delivery, Registry};
@@ -62,6 +62,16 @@ pub struct CallbackServer {
     registry: Arc<Registry>,
     addresses: Vec<SocketAddr>,
     port: u16,
+    stopped: watch::Receiver<bool>,
+}
+
+/// Held by every accept loop; when the last one ends (every socket closed), `stopped` turns true.
+struct StopGuard(watch::Sender<bool>);
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
 fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
@@ -104,18 +114,23 @@ impl CallbackServer {
         }
         let config = Arc::new(config);
         let permits = Arc::new(Semaphore::new(config.max_connections));
+        handle.spawn(deadline_timer(Arc::clone(&registry)));
+        let (stop_tx, stopped) = watch::channel(false);
+        let guard = Arc::new(StopGuard(stop_tx));
         for listener in listeners {
             handle.spawn(accept_loop(
                 listener,
                 Arc::clone(&registry),
                 Arc::clone(&config),
                 Arc::clone(&permits),
+                Arc::clone(&guard),
             ));
         }
         Ok(Self {
             registry,
             addresses,
             port,
+            stopped,
         })
     }
 
@@ -135,6 +150,15 @@ impl CallbackServer {
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }
+
+    /// Resolves once the listener has stopped accepting and closed every listening socket.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stopped.clone();
+        async move {
+            // An error means every guard is gone, which is also "stopped".
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    }
 }
 
 async fn accept_loop(
@@ -142,6 +166,7 @@ async fn accept_loop(
     registry: Arc<Registry>,
     config: Arc<ListenerConfig>,
     permits: Arc<Semaphore>,
+    _stop_guard: Arc<StopGuard>,
 ) {
     let mut closed = registry.closed_signal();
     loop {
@@ -163,6 +188,26 @@ async fn accept_loop(
         }
     }
     // `listener` drops here: the port is free.
+}
+
+/// One timer for every pending flow's deadline (not one per flow).
+async fn deadline_timer(registry: Arc<Registry>) {
+    let mut closed = registry.closed_signal();
+    loop {
+        if *closed.borrow_and_update() {
+            break;
+        }
+        let next = registry.expire_due(tokio::time::Instant::now().into_std());
+        let wake = next.map_or_else(
+            || tokio::time::Instant::now() + Duration::from_secs(3600),
+            tokio::time::Instant::from_std,
+        );
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = registry.deadline_changed() => {}
+            _ = closed.changed() => {}
+        }
+    }
 }
 
 async fn serve(
