@@ -48,6 +48,9 @@ def write_markdown(path: str, figures: list[Figure], machine: dict[str, str], me
         "| | |",
         "| --- | --- |",
         *[f"| {k} | {v} |" for k, v in machine.items()],
+        "| 1-min load at each section's start | "
+        + ", ".join(f"{k} {v}" for k, v in meta.get("load_at_section_start", {}).items())
+        + " |",
         "",
         f"## Results: {met} of {len(targeted)} targets met",
         "",

@@ -4,7 +4,6 @@ resets, and a small command-line for subprocesses (workers, a fake browser, a ca
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import re
@@ -72,7 +71,6 @@ def forget_process_state() -> None:
     from fedbearer.cache.memory import shared_memory_cache
     from fedbearer.federation import bearer
 
-    gc.collect()
     for slot in list(bearer._slots.values()):
         slot.deadline = 0.0
         slot.entry = None
@@ -99,6 +97,26 @@ def subprocess_env(cache_dir: Path, browser_log: Path | None = None, **extra: st
         env["FAKE_BROWSER_LOG"] = str(browser_log)
     env.update(extra)
     return env
+
+
+def spawn_lock_holder(directory: Path, key: str, url: str, record_timeout: float, **extra: object) -> Any:
+    """A live process holding ``key``'s lock (the file cache in ``directory``, or Redis with
+    ``redis_url=``) with a login record open for ``record_timeout`` s. Kill it when done."""
+    import subprocess
+
+    args = {"dir": str(directory), "key": key, "url": url, "record_timeout": record_timeout, **extra}
+    holder = subprocess.Popen(
+        [sys.executable, str(HELPERS), "lock-holder", json.dumps(args)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(directory),
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    return holder
+
+
+def files(directory: Path, pattern: str) -> list[Path]:
+    return sorted(directory.glob(pattern))
 
 
 # -- subprocess entry points -------------------------------------------------------------------

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from bearer_helpers import AutoBrowser, forget_process_state
 
+from bearer_helpers import AutoBrowser, forget_process_state
 from fedbearer import TokenEndpointError
 from fedbearer.cache import CacheEntry, FileCache
 from fedbearer.federation import Bearer, auth

@@ -8,8 +8,8 @@ import logging
 import time
 
 import pytest
-from bearer_helpers import AutoBrowser
 
+from bearer_helpers import AutoBrowser
 from fedbearer import AuthorizationDenied, IssuerMismatch, ListenerError, LoginTimeout, TokenEndpointError
 from fedbearer.federation import Bearer
 from fedbearer.federation import bearer as bearer_module

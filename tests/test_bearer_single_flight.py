@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from bearer_helpers import AutoBrowser, forget_process_state
 
+from bearer_helpers import AutoBrowser, forget_process_state
 from fedbearer import AuthorizationDenied
 from fedbearer.cache import FileCache, MemoryCache
 from fedbearer.federation import Bearer, tenant_key

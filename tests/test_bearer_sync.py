@@ -9,8 +9,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from bearer_helpers import AutoBrowser
 
+from bearer_helpers import AutoBrowser
 from fedbearer.federation import Bearer
 from fedbearer.sync import get_token, run_sync
 from fedbearer.testing import IdentityProvider

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from bearer_helpers import HELPERS, subprocess_env
 
+from bearer_helpers import HELPERS, files, spawn_lock_holder, subprocess_env
 from fedbearer.cache import CacheEntry, FileCache, LoginProgress
 from fedbearer.cache.file import SCHEMA_VERSION
 
@@ -25,9 +25,9 @@ KEY_A = "federation/https://auth.example/fed/a#client"
 KEY_B = "federation/https://auth.example/fed/b#client"
 
 
-def entry(token: str = "at-1", lifetime: float = 3600.0, refresh: str | None = "rt-1") -> CacheEntry:
+def entry(value: str = "at-1", lifetime: float = 3600.0, refresh: str | None = "rt-1") -> CacheEntry:
     now = time.time()
-    return CacheEntry(token, now + lifetime, refresh, now)
+    return CacheEntry(value, now + lifetime, refresh, now)
 
 
 def mode(path: Path) -> int:
@@ -84,7 +84,7 @@ async def test_damaged_file_is_moved_aside_with_a_warning_and_others_survive(
     with caplog.at_level(logging.WARNING, "fedbearer.cache.file"):
         assert await cache.get(KEY_A) is None
     assert "damaged" in caplog.text
-    aside = list(tmp_path.glob("*.corrupt-*"))
+    aside = files(tmp_path, "*.corrupt-*")
     assert len(aside) == 1 and aside[0].read_bytes() == content
     assert not cache.path_for(KEY_A).exists()
     assert (await cache.get(KEY_B)).access_token == "at-b"  # type: ignore[union-attr]
@@ -107,7 +107,7 @@ async def test_newer_schema_is_left_alone(tmp_path: Path, caplog: pytest.LogCapt
     cache.path_for(KEY_A).write_text(json.dumps(doc))
     with caplog.at_level(logging.WARNING):
         assert await cache.get(KEY_A) is None
-    assert cache.path_for(KEY_A).exists() and not list(tmp_path.glob("*.corrupt-*"))
+    assert cache.path_for(KEY_A).exists() and not files(tmp_path, "*.corrupt-*")
     assert "newer fedbearer" in caplog.text
 
 
@@ -115,36 +115,19 @@ async def test_damaged_file_is_not_moved_while_another_process_holds_the_lock(tm
     # The lock holder is about to replace it; moving it could race with that write.
     cache = FileCache(tmp_path)
     await cache.put(KEY_A, entry())
-    holder = _spawn_lock_holder(tmp_path, KEY_A)
+    holder = spawn_lock_holder(tmp_path, KEY_A, "http://127.0.0.1:1/oauth2/authorize?x", 60)
     try:
         cache.path_for(KEY_A).write_bytes(b"{broken")
         assert await cache.get(KEY_A) is None
-        assert cache.path_for(KEY_A).exists() and not list(tmp_path.glob("*.corrupt-*"))
+        assert cache.path_for(KEY_A).exists() and not files(tmp_path, "*.corrupt-*")
     finally:
         holder.kill()
         holder.wait()
 
 
-def _spawn_lock_holder(directory: Path, key: str) -> subprocess.Popen[str]:
-    args = {
-        "dir": str(directory),
-        "key": key,
-        "url": "http://127.0.0.1:1/oauth2/authorize?x",
-        "record_timeout": 60,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, str(HELPERS), "lock-holder", json.dumps(args)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(directory),
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
-    return proc
-
-
 async def test_lock_is_exclusive_across_processes_and_freed_when_the_holder_dies(tmp_path: Path) -> None:
     cache = FileCache(tmp_path)
-    holder = _spawn_lock_holder(tmp_path, KEY_A)
+    holder = spawn_lock_holder(tmp_path, KEY_A, "http://127.0.0.1:1/oauth2/authorize?x", 60)
     try:
         assert await cache.try_lock(KEY_A, 10) is None
         other = await cache.try_lock(KEY_B, 10)  # tenants never wait on each other
@@ -214,7 +197,7 @@ def _assert_readable(cache: FileCache, directory: Path) -> None:
     got = cache.read(KEY_A)
     assert got is not None and got.access_token.startswith("tok-"), got
     assert (cache.read(KEY_B) or entry("missing")).access_token == "at-b"
-    assert not list(directory.glob("*.corrupt-*"))
+    assert not files(directory, "*.corrupt-*")
 
 
 async def test_kill_9_inside_a_write_leaves_a_readable_cache(tmp_path: Path) -> None:
@@ -227,7 +210,7 @@ async def test_kill_9_inside_a_write_leaves_a_readable_cache(tmp_path: Path) -> 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert cache.read(KEY_A).access_token == "tok-before"  # type: ignore[union-attr]
-    assert list(tmp_path.glob(".tmp-*")), "the killed writer's temp file is left behind"
+    assert files(tmp_path, ".tmp-*"), "the killed writer's temp file is left behind"
     _assert_readable(cache, tmp_path)
     # Random moments: killed anywhere in the write loop, ten times.
     for i in range(10):
@@ -239,7 +222,7 @@ async def test_kill_9_inside_a_write_leaves_a_readable_cache(tmp_path: Path) -> 
         _assert_readable(cache, tmp_path)
     # Stale temp files are cleaned once old enough.
     old = time.time() - 3600
-    for tmp in tmp_path.glob(".tmp-*"):
+    for tmp in files(tmp_path, ".tmp-*"):
         os.utime(tmp, (old, old))
     assert [k for k, _ in FileCache(tmp_path).entries()] == sorted([KEY_A, KEY_B])
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert not files(tmp_path, ".tmp-*")

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from bearer_helpers import subprocess_env
 
+from bearer_helpers import subprocess_env
 from fedbearer.testing import IdentityProvider
 
 pytestmark = pytest.mark.timeout(90)

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from bearer_helpers import HELPERS, AutoBrowser, subprocess_env
 
+from bearer_helpers import HELPERS, AutoBrowser, spawn_lock_holder, subprocess_env
+from fedbearer import LoginTimeout
 from fedbearer.cache import FileCache, LayeredCache, MemoryCache
 from fedbearer.federation import Bearer
 from fedbearer.testing import IdentityProvider
@@ -98,15 +99,8 @@ async def test_a_hung_login_past_its_deadline_is_taken_over(
     cache = LayeredCache(MemoryCache(), FileCache(tmp_path / "cache"))
     bearer = Bearer("default", "client", idp.endpoint, "fed", writer=user, no_browser_open=True, cache=cache)
     stuck_url = f"{idp.endpoint}/oauth2/authorize?stuck=1"
-    args = {"dir": str(tmp_path / "cache"), "key": bearer.key, "url": stuck_url, "record_timeout": 1.5}
-    holder = subprocess.Popen(  # alive, holding the flock, its login "open" for 1.5 s
-        [sys.executable, str(HELPERS), "lock-holder", json.dumps(args)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(tmp_path / "cache"),
-    )
+    holder = spawn_lock_holder(tmp_path / "cache", bearer.key, stuck_url, 1.5)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         start = time.monotonic()
         token = await bearer.receiver().fetch()
         elapsed = time.monotonic() - start
@@ -116,3 +110,25 @@ async def test_a_hung_login_past_its_deadline_is_taken_over(
     assert f"login in progress — open: {stuck_url}" in user.getvalue()
     assert 0.5 < elapsed < 10
     assert token.token in idp.issued_tokens and idp.stats.logins == 1 and user.prompts == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.identity_provider(auto_approve=True)
+async def test_waiting_behind_a_live_login_is_bounded_by_the_callers_timeout(
+    identity_provider: IdentityProvider, tmp_path: Path
+) -> None:
+    idp, user = identity_provider, AutoBrowser()
+    cache = LayeredCache(MemoryCache(), FileCache(tmp_path / "cache"))
+    bearer = Bearer("default", "client", idp.endpoint, "fed", writer=user, no_browser_open=True, cache=cache)
+    url = f"{idp.endpoint}/oauth2/authorize?busy=1"
+    holder = spawn_lock_holder(tmp_path / "cache", bearer.key, url, 60)
+    try:
+        start = time.monotonic()
+        with pytest.raises(LoginTimeout):
+            await bearer.receiver().fetch(timeout=0.5)
+        assert time.monotonic() - start < 5
+    finally:
+        holder.kill()
+        holder.wait()
+    assert user.getvalue().count("login in progress — open: ") == 1
+    assert user.prompts == 0 and idp.stats.authorize_requests == 0  # no second prompt was opened

@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bearer_helpers import HELPERS, AutoBrowser, forget_process_state, subprocess_env
-from redis_server import RedisServer, running_redis
 
+from bearer_helpers import HELPERS, AutoBrowser, forget_process_state, spawn_lock_holder, subprocess_env
 from fedbearer.cache import CacheEntry, FileCache, LayeredCache, LoginProgress, MemoryCache, RedisCache
 from fedbearer.cache.base import CacheUnavailable
-from fedbearer.federation import Bearer, bearer as bearer_module
+from fedbearer.federation import Bearer
+from fedbearer.federation import bearer as bearer_module
 from fedbearer.testing import IdentityProvider
+from redis_server import RedisServer, running_redis
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -243,20 +244,8 @@ async def test_a_killed_lock_owner_is_taken_over_before_its_redis_lock_expires(
     user = AutoBrowser()
     cache = LayeredCache(MemoryCache(), FileCache(tmp_path / "c"), RedisCache(redis_server.url))
     bearer = Bearer("p", "client", idp.endpoint, "fed", writer=user, no_browser_open=True, cache=cache)
-    args = {
-        "redis_url": redis_server.url,
-        "key": bearer.key,
-        "url": f"{idp.endpoint}/oauth2/authorize?owner=dead",
-        "record_timeout": 300,
-        "ttl": 300,
-    }
-    holder = subprocess.Popen(
-        [sys.executable, str(HELPERS), "lock-holder", json.dumps(args)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(tmp_path / "holder"),
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    url = f"{idp.endpoint}/oauth2/authorize?owner=dead"
+    holder = spawn_lock_holder(tmp_path / "holder", bearer.key, url, 300, redis_url=redis_server.url, ttl=300)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     start = time.monotonic()

@@ -58,6 +58,13 @@ pub fn sanitize_text(text: &str, max_chars: usize) -> String {
 pub fn excerpt(body: &[u8], max_chars: usize) -> String {
     let head = &body[..body.len().min(max_chars * 4)];
     let text = String::from_utf8_lossy(head);
+    // A run of token characters cut at the end of `head` is judged by its visible part only,
+    // which may be too short to look like a secret: drop it rather than show a secret's prefix.
+    let text = if head.len() < body.len() {
+        text.trim_end_matches(is_token_char)
+    } else {
+        &text
+    };
     let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     sanitize_text(&collapsed, max_chars)
 }
@@ -81,6 +88,17 @@ mod tests {
     #[test]
     fn drops_control_characters() {
         assert_eq!(sanitize_text("a\x1b[31mb\nc", 100), "a [31mb c");
+    }
+
+    #[test]
+    fn excerpt_drops_a_run_cut_at_the_end() {
+        // 71 four-byte characters, a space, then a token that the 320-byte head cuts after 31
+        // characters: too short to be redacted on its own, so it must not show at all.
+        let mut body = "\u{1F600}".repeat(71).into_bytes();
+        body.extend_from_slice(b" SECRETtokenwithoutdigitsabcdefghijklmnopqrstuvwxyz");
+        let out = excerpt(&body, 80);
+        assert!(!out.contains("SECRET"), "{out}");
+        assert_eq!(excerpt(b"short SECRETshort", 80), "short SECRETshort");
     }
 
     #[test]

@@ -133,10 +133,12 @@ pub fn parse_token_response(body: &[u8], status: u16) -> Result<TokenResponse> {
         });
     }
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
-        let ex = if body.iter().all(u8::is_ascii_whitespace) {
-            "empty body".to_owned()
-        } else {
-            excerpt(body, EXCERPT_CHARS)
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        let ex = match first {
+            None => "empty body".to_owned(),
+            // Broken JSON is most likely a cut-off token response: show none of it.
+            Some(b'{' | b'[' | b'"') => "malformed JSON; its content is not shown".to_owned(),
+            Some(_) => excerpt(body, EXCERPT_CHARS),
         };
         return Err(if success {
             invalid("the body is not JSON", ex)

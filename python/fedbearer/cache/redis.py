@@ -111,7 +111,7 @@ class RedisCache:
         self._clients[loop] = client
         keeper = _closer(client)  # finalized by loop.shutdown_asyncgens(): closes the pool
         await keeper.__anext__()
-        client._fedbearer_keeper = keeper
+        client._fedbearer_keeper = keeper  # type: ignore[attr-defined]  # lives as long as the client
         return client
 
     async def _call(self, what: str, op: Callable[[Any], Awaitable[_T]]) -> _T:

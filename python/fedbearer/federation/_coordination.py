@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from fedbearer.cache.base import CacheEntry, LockHandle, NoLock, TokenCache
 from fedbearer.cache.progress import LoginProgress
+from fedbearer.exceptions import LoginTimeout
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ async def lock_or_wait(
     key: str,
     *,
     ttl: float,
+    wait: float,
     read: Callable[[], Awaitable[CacheEntry | None]],
     usable: Callable[[CacheEntry | None], bool],
     announce: Callable[[LoginProgress], None] | None,
@@ -86,9 +88,11 @@ async def lock_or_wait(
 
     Returns ``(handle, None)`` holding the lock; ``(None, entry)`` when another process's login or
     refresh produced ``entry`` meanwhile; ``(None, None)`` when the holder looks dead — its login
-    record is stale (pid gone, deadline passed) or it held the lock past ``ttl`` — and this
-    process takes the login over. ``announce`` is called once per URL of another process's
-    login (None: stay quiet, as background renewal does).
+    record is stale (pid gone, deadline passed) or it held the lock for ``wait`` s without any
+    login record — and this process takes the login over. After ``wait`` s behind another
+    process's live login, raises LoginTimeout (opening a second prompt is what this avoids).
+    ``ttl`` is how long our own lock may live. ``announce`` is called once per URL of another
+    process's login (None: stay quiet, as background renewal does).
     """
     try_lock = getattr(cache, "try_lock", None)
     if try_lock is None:
@@ -96,7 +100,7 @@ async def lock_or_wait(
         await cm.__aenter__()
         return _ContextLock(cm), None
     get_progress = getattr(cache, "get_progress", None)
-    give_up = time.monotonic() + ttl
+    give_up = time.monotonic() + wait
     announced: str | None = None
     delay = 0.005
     while True:
@@ -120,7 +124,11 @@ async def lock_or_wait(
                 announced = record.url
                 announce(record)
         if time.monotonic() >= give_up:
-            log.warning("the cache lock of a tenant was held for more than %g s; going ahead without it", ttl)
+            if record is not None:
+                raise LoginTimeout(wait)
+            log.warning(
+                "the cache lock of a tenant was held for more than %g s; going ahead without it", wait
+            )
             return None, None
         await asyncio.sleep(delay)
         delay = min(delay * 2, _MAX_POLL)

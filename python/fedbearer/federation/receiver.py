@@ -49,8 +49,11 @@ class Receiver(ParentReceiver):
         expected_issuer: str | None = None,
         paste_input: TextIO | None = None,
         http_timeout: float = DEFAULT_HTTP_TIMEOUT,
+        metrics: object | None = None,
+        provider: object | None = None,
     ) -> None:
-        """Create a federation interactive receiver."""
+        """Create a federation interactive receiver. ``metrics`` and ``provider`` are accepted for
+        compatibility with the reference SDK's signature and kept as ``_metrics``/``_provider``."""
         self._client_id = client_id
         self._federation_endpoint = federation_endpoint
         self._federation_id = federation_id
@@ -61,6 +64,8 @@ class Receiver(ParentReceiver):
         self._expected_issuer = expected_issuer
         self._paste_input = paste_input
         self._http_timeout = http_timeout
+        self._metrics = metrics
+        self._provider = provider
         self._latest: Token | None = None
 
     async def login(self, timeout: float | None = None) -> tuple[auth.GetTokenResult, float]:

@@ -323,6 +323,18 @@ fn respond<B>(registry: &Registry, req: &Request<B>) -> Response<Full<Bytes>> {
         }
         _ => {}
     }
+    // RFC 9112 §3.2.2: an absolute-form target (`GET http://evil.example/?code=..`) names the
+    // host itself, overriding `Host`; it must be loopback too, or a loopback `Host` could vouch
+    // for a request addressed elsewhere (DNS rebinding through a forwarding proxy).
+    if let Some(authority) = req.uri().authority() {
+        if !is_loopback_host(authority.as_str().as_bytes()) {
+            return page(
+                StatusCode::FORBIDDEN,
+                pages::bad_request("this listener only answers requests addressed to loopback"),
+                head,
+            );
+        }
+    }
     if req.uri().path() != "/" {
         return page(
             StatusCode::NOT_FOUND,
@@ -437,6 +449,12 @@ mod tests {
             )
             .await;
             assert!(two_hosts.starts_with("HTTP/1.1 400"), "{two_hosts}");
+            let absolute = get(
+                port,
+                "GET http://evil.example/?state=st&code=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            )
+            .await;
+            assert!(absolute.starts_with("HTTP/1.1 403"), "{absolute}");
             let post = get(
                 port,
                 "POST /?state=st&code=x HTTP/1.1\r\nHost: localhost\r\n\r\n",
