@@ -157,14 +157,24 @@ async def test_a_refresh_outage_serves_the_still_valid_token_then_fails_without_
     assert idp.stats.logins == 1
 
 
-@pytest.mark.identity_provider(auto_approve=True, token_ttl=3)
+async def wait_for(condition, until: float) -> bool:  # type: ignore[no-untyped-def]
+    while not condition():
+        if time.time() >= until:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+@pytest.mark.identity_provider(auto_approve=True, token_ttl=4)
 async def test_background_renewal_refreshes_before_expiry(identity_provider: IdentityProvider) -> None:
     idp, user = identity_provider, AutoBrowser()
     bearer = make(idp, user, renew_in_background=True)
     first = await bearer.receiver().fetch()
-    await asyncio.sleep(2.4)  # renewal is due at 75% of the 2.7 s until the serving deadline
-    assert idp.stats.refreshes == 1
-    renewed = await bearer.receiver().fetch()  # served from the hot path
+    serving_deadline = first.expiration.timestamp() - 0.4  # type: ignore[union-attr]  # 10% of 4 s
+    # Renewal is due at 75% of the time until the serving deadline (≈ 2.7 s): no caller waits.
+    assert await wait_for(lambda: idp.stats.refreshes == 1, serving_deadline)
+    assert await wait_for(lambda: bearer._slot.token is not first, serving_deadline)
+    renewed = await bearer.receiver().fetch()  # from the hot path
     assert renewed.token != first.token and not renewed.is_expired()
     assert idp.stats.logins == 1 and user.prompts == 1
     await bearer.close()
@@ -177,12 +187,14 @@ async def test_background_renewal_with_an_expired_refresh_token_opens_no_browser
     idp, user = identity_provider, AutoBrowser()
     bearer = make(idp, user, renew_in_background=True)
     first = await bearer.receiver().fetch()
+    serving_deadline = first.expiration.timestamp() - 0.4  # type: ignore[union-attr]
     with caplog.at_level(logging.INFO, "fedbearer"):
-        await asyncio.sleep(3.0)  # renewal was due at 2.7 s; its refresh token expired at 1 s
-    assert "needs an interactive login" in caplog.text
+        # Renewal is due at ≈ 2.7 s; its refresh token expired at 1 s.
+        assert await wait_for(lambda: "needs an interactive login" in caplog.text, serving_deadline + 2)
     assert idp.stats.authorize_requests == 1 and user.prompts == 1 and idp.stats.logins == 1
-    assert await bearer.receiver().fetch() is first  # still served until its deadline
-    await asyncio.sleep(0.7)  # past the serving deadline (3.6 s)
+    if time.time() < serving_deadline - 0.05:
+        assert await bearer.receiver().fetch() is first  # still served until its deadline
+    await asyncio.sleep(max(0.0, serving_deadline - time.time()) + 0.05)
     second = await bearer.receiver().fetch()  # a foreground caller may log in
     assert second.token != first.token and user.prompts == 2
     await bearer.close()

@@ -124,3 +124,21 @@ async def test_logout_removes_the_tenant_everywhere(identity_provider: IdentityP
     assert cache.read(bearer.key) is None and cache.read(other.key) is not None
     await bearer.receiver().fetch()
     assert idp.stats.logins == 3 and await other.receiver().fetch() is kept
+
+
+async def test_slots_of_dropped_bearers_are_pruned_and_live_ones_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fedbearer.federation import bearer as bearer_module
+
+    monkeypatch.setattr(bearer_module, "_slots", {})
+    monkeypatch.setattr(bearer_module, "_PRUNE_AT", 50)
+    monkeypatch.setattr(bearer_module, "_prune_at", 50)
+    cache = MemoryCache()
+    kept = [Bearer(f"kept-{i}", "c", "auth.example", "f", cache=cache) for i in range(10)]
+    for i in range(200):
+        Bearer(f"dropped-{i}", "c", "auth.example", "f", cache=cache)._receiver = None  # type: ignore[assignment]
+    assert len(bearer_module._slots) < 120  # pruned as it grew
+    assert all(bearer_module._slots.get(b.key) is b._slot for b in kept)
+    twin = Bearer("kept-0", "c", "auth.example", "f", cache=cache)
+    assert twin._slot is kept[0]._slot  # a live tenant's single-flight point is never replaced

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def spawn_workers(
-    idp: IdentityProvider, tmp_path: Path, count: int, *, delay: str = "0.5", **args: object
+    idp: IdentityProvider, tmp_path: Path, count: int, *, delay: str = "1.0", **args: object
 ) -> list[tuple[str, str, int]]:
     browser_log = tmp_path / "browser.log"
     env = subprocess_env(tmp_path / "cache", browser_log, FAKE_BROWSER_DELAY=delay)

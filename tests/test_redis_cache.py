@@ -203,7 +203,7 @@ def test_replicas_on_several_hosts_share_one_login_through_redis(
             tmp_path / f"host{i}",
             browser_log,
             FEDBEARER_REDIS_URL=redis_server.url,
-            FAKE_BROWSER_DELAY="0.5",
+            FAKE_BROWSER_DELAY="1.0",
         )
         args = {
             "client_id": "client",

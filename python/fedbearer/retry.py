@@ -22,7 +22,17 @@ __all__ = ["FATAL_TOKEN_ERRORS", "RetryPolicy"]
 
 # RFC 6749 §5.2 codes that a retry cannot fix.
 FATAL_TOKEN_ERRORS = frozenset(
-    {"invalid_client", "unauthorized_client", "unsupported_grant_type", "invalid_request", "invalid_scope"}
+    {
+        "invalid_client",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_request",
+        "invalid_scope",
+        # Ours (status 0): a certificate that does not verify will not verify on the next try
+        # either, and re-prompting would only hide the cause behind a LoginTimeout.
+        "tls_error",
+        "login_required",
+    }
 )
 
 

@@ -16,7 +16,10 @@ import math
 from abc import ABC, abstractmethod
 from datetime import datetime, timedelta, timezone
 from time import time as _now
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Bearer", "NamedBearer", "Receiver", "Token"]
 

@@ -57,6 +57,24 @@ pub fn new_state() -> Result<String> {
     random_url_safe::<STATE_BYTES>()
 }
 
+/// A PKCE pair and a `state` from one read of the OS random source (a syscall costs about as
+/// much as everything else here together).
+pub fn new_login_secrets() -> Result<(Pkce, String)> {
+    let mut buf = [0u8; VERIFIER_BYTES + STATE_BYTES];
+    getrandom::fill(&mut buf)
+        .map_err(|e| Error::InvalidInput(format!("the OS random source failed: {e}")))?;
+    let verifier = URL_SAFE_NO_PAD.encode(&buf[..VERIFIER_BYTES]);
+    let state = URL_SAFE_NO_PAD.encode(&buf[VERIFIER_BYTES..]);
+    let challenge = s256(&verifier);
+    Ok((
+        Pkce {
+            verifier,
+            challenge,
+        },
+        state,
+    ))
+}
+
 /// Whether `c` is in RFC 7636 §4.1's `unreserved` alphabet.
 pub fn is_unreserved(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
@@ -112,6 +130,18 @@ mod tests {
         assert!(challenge_for(&"a".repeat(129)).is_err());
         assert!(challenge_for(&format!("{}+", "a".repeat(43))).is_err());
         assert!(challenge_for(&"a".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn login_secrets_are_independent_and_well_formed() {
+        let (p, state) = new_login_secrets().unwrap();
+        assert_eq!(p.verifier.len(), 43);
+        assert_eq!(state.len(), 32);
+        assert_eq!(challenge_for(&p.verifier).unwrap(), p.challenge);
+        assert!(!p.verifier.contains(&state) && !state.contains(&p.verifier[..32]));
+        let (q, state2) = new_login_secrets().unwrap();
+        assert_ne!(p.verifier, q.verifier);
+        assert_ne!(state, state2);
     }
 
     #[test]

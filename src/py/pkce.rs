@@ -53,5 +53,12 @@ pub fn pkce_challenge(verifier: &str) -> PyResult<String> {
 /// A PKCE pair and a state in one call: what every login needs, with one crossing into Rust.
 #[pyfunction]
 pub fn new_login_secrets() -> PyResult<(PyPkce, String)> {
-    Ok((new_pkce()?, new_state()?))
+    let (p, state) = pkce::new_login_secrets()?;
+    Ok((
+        PyPkce {
+            verifier: p.verifier,
+            challenge: p.challenge,
+        },
+        state,
+    ))
 }

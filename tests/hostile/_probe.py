@@ -219,3 +219,68 @@ async def expect_error(awaitable: Awaitable[Any]) -> BaseException:
             raise
         return exc
     raise AssertionError("expected an error")
+
+
+# -- the command line in a subprocess ---------------------------------------------------------------
+def cli_env(home: Any, **extra: str) -> dict[str, str]:
+    """No display, no browser, no proxy, a private home and cache directory."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER", "TERM")
+        and not k.lower().endswith("_proxy")
+        and not k.startswith("FEDBEARER_")
+    }
+    os.makedirs(home, exist_ok=True)
+    env.update(HOME=str(home), XDG_CACHE_HOME=os.path.join(home, ".cache"), FEDBEARER_CACHE_DIR=os.path.join(home, "tokens"))
+    env.update(extra)
+    return env
+
+
+class Lines:
+    """The lines of a subprocess's text stream, read by a thread, awaited with a deadline."""
+
+    def __init__(self, stream: Any) -> None:
+        import queue
+        import threading
+
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._done = False
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: Any) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, needle: str, timeout: float = 20.0) -> str:
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{needle!r} not seen; so far: {''.join(self.seen)!r}"
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            assert line is not None, f"the stream ended before {needle!r}: {''.join(self.seen)!r}"
+            self.seen.append(line)
+            if needle in line:
+                return line.strip()
+
+    def rest(self, timeout: float = 20.0) -> str:
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while not self._done and time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                self._done = True
+                break
+            self.seen.append(line)
+        return "".join(self.seen)

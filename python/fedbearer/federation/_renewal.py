@@ -71,22 +71,19 @@ class _Renewal:
     _login_timeout: float
     _renew_in_background: bool
 
-    def _now(self) -> float:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Bearer
 
-    def _serves(self, entry: CacheEntry | None) -> bool:
-        raise NotImplementedError
+        def _now(self) -> float: ...
 
-    def _install(self, entry: CacheEntry, deadline: float | None = None) -> Token:
-        raise NotImplementedError
+        def _serves(self, entry: CacheEntry | None) -> bool: ...
 
-    async def _read(self, deep: bool) -> CacheEntry | None:
-        raise NotImplementedError
+        def _install(self, entry: CacheEntry, deadline: float | None = None) -> Token: ...
 
-    async def _acquire(
-        self, timeout: float | None, options: dict[str, str] | None, *, interactive: bool
-    ) -> Token | None:
-        raise NotImplementedError
+        async def _read(self, deep: bool) -> CacheEntry | None: ...
+
+        async def _acquire(
+            self, timeout: float | None, options: dict[str, str] | None, *, interactive: bool
+        ) -> Token | None: ...
 
     async def _renew_or_login(
         self,

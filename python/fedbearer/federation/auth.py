@@ -8,22 +8,28 @@ endpoint. :func:`refresh` renews a token with a refresh token, without the brows
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import logging
-import ssl
 import time
-from dataclasses import dataclass, field
-from typing import TextIO
-from urllib.parse import urlencode, urlsplit
 
-from fedbearer._core import TokenResponse, new_login_secrets
-from fedbearer.federation import _listener
-from fedbearer.federation._http import DEFAULT_HTTP_TIMEOUT, post_token_request
-from fedbearer.federation._paste import PROMPT, read_pasted_urls
-from fedbearer.federation.browser import open_browser
+from fedbearer._core import new_login_secrets
 
-log = logging.getLogger(__name__)
+# Importing this module must stay cheap (a login is often the first thing a CLI does, and the
+# import is on its critical path): asyncio, ssl, logging, urllib and aiohttp are imported inside
+# the functions that need them. `typing` itself is not imported at run time either.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import asyncio
+    import logging
+    import ssl
+    from typing import TextIO
+
+    from fedbearer._core import TokenResponse
+
+
+def _log() -> logging.Logger:
+    import logging
+
+    return logging.getLogger(__name__)
+
 
 __all__ = [
     "AUTH_ENDPOINT",
@@ -37,6 +43,8 @@ __all__ = [
     "refresh",
 ]
 
+DEFAULT_HTTP_TIMEOUT: float = 30.0
+"""Seconds a token request may take."""
 DEFAULT_LOGIN_TIMEOUT: float = 300.0
 """Seconds a login waits for the user when no timeout is given (never unbounded)."""
 AUTH_ENDPOINT = "/oauth2/authorize"
@@ -47,17 +55,51 @@ BROWSER_MESSAGE = "Switch to your browser to complete login. If it didn't open a
 BROWSER_FAILED_MESSAGE = "Could not open a browser automatically; open the link above to continue."
 
 
-@dataclass(frozen=True)
 class GetTokenResult:
     """What a login or a refresh returns (the reference's ``GetTokenResult``, plus the optional
-    fields providers send). ``repr`` hides every token."""
+    fields providers send). Immutable; ``repr`` hides every token."""
 
+    __slots__ = ("access_token", "expires_in", "id_token", "refresh_token", "scope", "token_type")
     access_token: str
-    expires_in: int | None = None
-    refresh_token: str | None = field(default=None, repr=False)
-    id_token: str | None = field(default=None, repr=False)
-    scope: str | None = None
-    token_type: str | None = None
+    expires_in: int | None
+    refresh_token: str | None
+    id_token: str | None
+    scope: str | None
+    token_type: str | None
+
+    def __init__(
+        self,
+        access_token: str,
+        expires_in: int | None = None,
+        refresh_token: str | None = None,
+        id_token: str | None = None,
+        scope: str | None = None,
+        token_type: str | None = None,
+    ) -> None:
+        setter = object.__setattr__
+        setter(self, "access_token", access_token)
+        setter(self, "expires_in", expires_in)
+        setter(self, "refresh_token", refresh_token)
+        setter(self, "id_token", id_token)
+        setter(self, "scope", scope)
+        setter(self, "token_type", token_type)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"GetTokenResult is immutable (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"GetTokenResult is immutable (cannot delete {name!r})")
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
 
     def __repr__(self) -> str:
         return (
@@ -82,6 +124,8 @@ class GetTokenResult:
 def _is_loopback_host(host: str) -> bool:
     if host.lower() == "localhost":
         return True
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -92,6 +136,8 @@ def https_url(raw_url: str) -> str:
     """The endpoint's origin: ``https://`` is added when no scheme is given; plain ``http://`` is
     refused except for loopback hosts (local testing). Any path is dropped, as the reference's
     ``urljoin`` does. Raises ValueError for anything else."""
+    from urllib.parse import urlsplit
+
     raw = raw_url.strip()
     if not raw:
         raise ValueError("the federation endpoint is empty")
@@ -121,6 +167,8 @@ def build_authorization_url(
     federation_id: str,
 ) -> str:
     """The authorization request URL, with the reference's parameters in the reference's order."""
+    from urllib.parse import urlencode
+
     params = {
         "response_type": "code",
         "client_id": client_id,
@@ -142,11 +190,17 @@ def _write(writer: TextIO | None, message: str) -> None:
         print(message, file=writer)
         writer.flush()
     except Exception as exc:  # a closed or broken writer must not end the login
-        log.warning("could not write the login instructions: %s", type(exc).__name__)
+        _log().warning("could not write the login instructions: %s", type(exc).__name__)
 
 
 async def _show(url: str, writer: TextIO | None, no_browser_open: bool) -> asyncio.Future[bool] | None:
     """Log and write the URL; start opening the browser (in a worker thread, not awaited)."""
+    import asyncio
+    import logging
+
+    from fedbearer.federation.browser import open_browser
+
+    log = _log()
     log.info("Waiting for the login to be completed in the browser: %s", url)
     if no_browser_open:
         _write(writer, f"{NO_BROWSER_MESSAGE}\n{url}")
@@ -169,12 +223,14 @@ async def _show(url: str, writer: TextIO | None, no_browser_open: bool) -> async
 
 
 async def _stop_paste_reader(paster: asyncio.Task[None]) -> None:
+    import asyncio
+
     if not paster.done():
         paster.cancel()
         await asyncio.wait({paster})  # raises only if we are cancelled ourselves
     if not paster.cancelled() and paster.exception() is not None:
         # A broken input stream only ends remote mode; the listener was waiting all along.
-        log.debug("reading pasted addresses failed: %s", type(paster.exception()).__name__)
+        _log().debug("reading pasted addresses failed: %s", type(paster.exception()).__name__)
 
 
 async def exchange_code(
@@ -188,6 +244,8 @@ async def exchange_code(
     http_timeout: float = DEFAULT_HTTP_TIMEOUT,
 ) -> GetTokenResult:
     """Exchange an authorization code (RFC 6749 §4.1.3) with its PKCE verifier (RFC 7636 §4.5)."""
+    from fedbearer.federation._http import post_token_request
+
     response = await post_token_request(
         token_url,
         {
@@ -213,6 +271,8 @@ async def refresh(
 ) -> GetTokenResult:
     """Renew with a refresh token (RFC 6749 §6), no browser. Raises TokenEndpointError
     (``invalid_grant`` when the refresh token was revoked, expired or already rotated)."""
+    from fedbearer.federation._http import post_token_request
+
     response = await post_token_request(
         f"{https_url(federation_endpoint)}{TOKEN_ENDPOINT}",
         {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id},
@@ -243,18 +303,29 @@ async def authorize(
     AuthorizationDenied, IssuerMismatch, TokenEndpointError, InvalidTokenResponse, ListenerError
     (all :class:`~fedbearer.AuthError`), or ValueError for a bad endpoint.
     """
+    import asyncio
+
+    from fedbearer.federation import _listener
+
     endpoint = https_url(federation_endpoint)
     wait_limit = DEFAULT_LOGIN_TIMEOUT if timeout is None else float(timeout)
     pkce, state = new_login_secrets()
     flow = _listener.register_flow(state, expected_issuer)
     redirect_uri = flow.redirect_uri
+    verifier = pkce.verifier
     url = build_authorization_url(endpoint, client_id, state, redirect_uri, pkce.challenge, federation_id)
+    # Only what the exchange needs stays alive while the user takes their time (a service may hold
+    # thousands of pending logins).
+    del pkce, state
     waiter = asyncio.ensure_future(flow.wait(wait_limit))
     paster: asyncio.Task[None] | None = None
     started = time.monotonic()
     try:
         await _show(url, writer, no_browser_open)
+        del url
         if paste_input is not None:
+            from fedbearer.federation._paste import PROMPT, read_pasted_urls
+
             _write(writer, PROMPT)
             paster = asyncio.ensure_future(
                 read_pasted_urls(paste_input, _listener.deliver_pasted_url, writer)
@@ -266,13 +337,14 @@ async def authorize(
         flow.cancel()
         if paster is not None:
             await _stop_paste_reader(paster)
+    log = _log()
     log.debug("authorization code received after %.1f s; exchanging it", time.monotonic() - started)
     result = await exchange_code(
         f"{endpoint}{TOKEN_ENDPOINT}",
         client_id,
         authorization.code,
         redirect_uri,
-        pkce.verifier,
+        verifier,
         ssl_ctx,
         http_timeout=http_timeout,
     )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import sys
 import time
-import weakref
 from datetime import timedelta
 from typing import TextIO
 
@@ -54,7 +54,7 @@ def tenant_key(federation_endpoint: str, federation_id: str, client_id: str, pro
 class _Slot:
     """The in-process state of one tenant, shared by every Bearer of that key."""
 
-    __slots__ = ("__weakref__", "deadline", "entry", "inflight", "interactive", "renewal", "token")
+    __slots__ = ("deadline", "entry", "inflight", "interactive", "renewal", "token")
 
     def __init__(self) -> None:
         self.token: Token | None = None
@@ -66,15 +66,30 @@ class _Slot:
 
 
 # One slot per tenant key while any Bearer of it lives: the single-flight point of the process.
+# A plain dict, pruned of slots no Bearer holds once it grows past _prune_at (a weak-value dict
+# scatters the hot objects of 10,000 tenants over more memory: +100 ns per spread fetch).
 # Entries outlive their Bearers in the memory cache layer.
-_slots: weakref.WeakValueDictionary[str, _Slot] = weakref.WeakValueDictionary()
+_slots: dict[str, _Slot] = {}
+_PRUNE_AT = 10_000
+_prune_at = _PRUNE_AT
 
 
 def _slot_for(key: str) -> _Slot:
     slot = _slots.get(key)
     if slot is None:
+        if len(_slots) >= _prune_at:
+            _prune_slots()
         slot = _slots.setdefault(key, _Slot())
     return slot
+
+
+def _prune_slots() -> None:
+    """Forget the slots no Bearer references any more; prune again at twice the survivors."""
+    global _prune_at
+    for key in list(_slots):
+        if sys.getrefcount(_slots[key]) <= 2:  # the dict's reference and getrefcount's argument
+            del _slots[key]
+    _prune_at = max(_PRUNE_AT, 2 * len(_slots))
 
 
 class _CachedReceiver(ParentReceiver):

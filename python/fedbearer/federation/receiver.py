@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ssl
+import ssl  # noqa: F401 -- evaluated by typing.get_type_hints (the seed's annotations)
 import time
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import TextIO  # noqa: F401 -- likewise
 
 from fedbearer.federation import auth
-from fedbearer.federation._http import DEFAULT_HTTP_TIMEOUT
+from fedbearer.federation.auth import DEFAULT_HTTP_TIMEOUT
 from fedbearer.token import Receiver as ParentReceiver
 from fedbearer.token import Token
 
@@ -88,7 +88,20 @@ class Receiver(ParentReceiver):
 
     async def _fetch(self, timeout: float | None = None, options: dict[str, str] | None = None) -> Token:
         """Execute the interactive authorization flow and return a Token."""
-        result, started = await self.login(timeout)
+        # The same call as `login()`, inlined: a pending login holds one coroutine frame less.
+        started = time.time()
+        result = await auth.authorize(
+            self._client_id,
+            self._federation_endpoint,
+            self._federation_id,
+            self._writer,
+            self._no_browser_open,
+            timeout=self._login_timeout if timeout is None else timeout,
+            ssl_ctx=self._ssl_ctx,
+            paste_input=self._paste_input,
+            expected_issuer=self._expected_issuer,
+            http_timeout=self._http_timeout,
+        )
         return token_from_result(result, started)
 
     def can_retry(self, err: Exception, options: dict[str, str] | None = None) -> bool:

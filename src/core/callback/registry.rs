@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch, Notify};
 
-use super::query::{parse_callback_query, CallbackParams, QueryError};
+use super::query::{parse_callback_query, CallbackParams, QueryError, MAX_VALUE_LEN};
 use crate::core::redact::{sanitize_text, MAX_TEXT_CHARS};
 use crate::error::{Error, Result};
 
@@ -133,6 +133,13 @@ impl Registry {
     ) -> Result<FlowReceiver> {
         if state.is_empty() {
             return Err(Error::InvalidInput("state must not be empty".to_owned()));
+        }
+        // A state no redirect can carry (the query parser refuses longer values) would only
+        // wait for its timeout.
+        if state.len() > MAX_VALUE_LEN {
+            return Err(Error::InvalidInput(format!(
+                "state must be at most {MAX_VALUE_LEN} bytes"
+            )));
         }
         let (tx, rx) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -425,6 +432,21 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn a_state_no_redirect_can_carry_is_refused() {
+        let reg = Registry::new();
+        let longest = "s".repeat(MAX_VALUE_LEN);
+        let _flow = reg.register(longest.clone(), None).unwrap();
+        assert!(matches!(
+            reg.register(format!("{longest}s"), None),
+            Err(Error::InvalidInput(_))
+        ));
+        assert_eq!(
+            reg.deliver(&format!("state={longest}&code=c")),
+            Delivery::Completed
+        );
     }
 
     #[test]

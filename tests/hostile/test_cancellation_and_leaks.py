@@ -1,0 +1,231 @@
+"""Cancellation and leaks: logins started and abandoned in every way a caller can abandon them —
+``task.cancel()``, timeouts, ``asyncio.wait_for``, Ctrl-C in the CLI, a hung token exchange —
+leave no registered flow, no listening port, no extra fd or thread and a flat RSS; after
+``fork()`` the child gets a clear error for the parent's objects instead of a hang, and can log in
+on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fedbearer import ListenerError, LoginTimeout
+from fedbearer.federation import _listener, auth
+from fedbearer.testing import IdentityProvider, complete_login, complete_login_sync
+
+from ._probe import (
+    MIB,
+    Lines,
+    Usage,
+    cli_env,
+    get_request,
+    link_from,
+    port_refuses,
+    provider_redirect,
+    raw_request,
+    report,
+    settled_usage,
+    status_of,
+    target_of,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+NOWHERE = "http://127.0.0.1:9"  # never contacted: these logins end before any token request
+ROUNDS = 4
+PER_ROUND = 2500
+HUNG = 30  # below the token client's pool limit (32 connections): all of them in flight at once  # 1,000 cancelled, 1,000 timed out, 500 abandoned by wait_for: 10,000 in all
+
+
+def start(**kwargs: Any) -> asyncio.Task[auth.GetTokenResult]:
+    kwargs.setdefault("timeout", 60.0)
+    return asyncio.ensure_future(auth.authorize("client", NOWHERE, "fed", None, True, **kwargs))
+
+
+async def abandon_round() -> dict[str, int]:
+    """One round of abandoned logins; returns how each ended."""
+    ended: dict[str, int] = {}
+
+    def count(results: list[Any]) -> None:
+        for r in results:
+            ended[type(r).__name__] = ended.get(type(r).__name__, 0) + 1
+
+    # task.cancel(): half before the task ever ran, half while waiting on the listener.
+    early = [start() for _ in range(500)]
+    for task in early:
+        task.cancel()
+    waiting = [start() for _ in range(500)]
+    await asyncio.sleep(0.01)
+    listener = _listener.current_listener()
+    assert listener is not None and listener.pending == 500
+    port = listener.port
+    for task in waiting:
+        task.cancel()
+    count(await asyncio.gather(*early, *waiting, return_exceptions=True))
+    assert await wait_until(lambda: port_refuses(port)), "a cancelled round kept its port"
+    # The login's own timeout, and a caller's timeout around it.
+    count(await asyncio.gather(*(start(timeout=0.05) for _ in range(1000)), return_exceptions=True))
+    count(
+        await asyncio.gather(
+            *(asyncio.wait_for(start(), 0.05) for _ in range(PER_ROUND - 2000)), return_exceptions=True
+        )
+    )
+    assert _listener.current_listener() is None
+    return ended
+
+
+@pytest.mark.asyncio
+async def test_ten_thousand_abandoned_logins_leave_nothing_behind() -> None:
+    await abandon_round()  # warm-up: the runtime, the notifier, the allocator's first arenas
+    before = Usage.now()
+    totals: dict[str, int] = {}
+    after_first: Usage | None = None
+    for i in range(ROUNDS):
+        for kind, n in (await abandon_round()).items():
+            totals[kind] = totals.get(kind, 0) + n
+        if i == 0:
+            after_first = Usage.now()
+    after = await settled_usage(before)
+    assert after_first is not None
+    report(
+        "10,000 abandoned logins",
+        f"{totals}; {before.figures(after)}; RSS after round 1 {after_first.rss / MIB:.1f} MiB, "
+        f"after round {ROUNDS} {after.rss / MIB:.1f} MiB",
+    )
+    assert totals == {
+        "CancelledError": ROUNDS * 1000,
+        "LoginTimeout": ROUNDS * 1000,
+        "TimeoutError": ROUNDS * (PER_ROUND - 2000),
+    }
+    assert _listener.current_listener() is None
+    assert after.fds <= before.fds, before.figures(after)
+    assert after.threads <= before.threads, before.figures(after)
+    assert after.tasks <= before.tasks, before.figures(after)
+    assert after.rss - after_first.rss < 8 * MIB, after_first.figures(after)  # flat from round to round
+    assert after.rss - before.rss < 16 * MIB, before.figures(after)
+
+
+@pytest.mark.asyncio
+async def test_a_login_cancelled_during_a_hung_token_exchange_leaves_no_connection() -> None:
+    with IdentityProvider(auto_approve=True) as idp:
+        idp.set_fault("hang")
+        # Warm-up: one exchange that times out, so the pool and aiohttp are loaded.
+        writer = io.StringIO()
+        task = asyncio.ensure_future(auth.authorize("c", idp.endpoint, "f", writer, True, http_timeout=0.2))
+        port, target = target_of(await provider_redirect(await link_from(writer)))
+        await raw_request(port, get_request(target))
+        await asyncio.gather(task, return_exceptions=True)
+        before = Usage.now()
+        tasks = []
+        for _ in range(HUNG):
+            writer = io.StringIO()
+            tasks.append(asyncio.ensure_future(auth.authorize("c", idp.endpoint, "f", writer, True)))
+            port, target = target_of(await provider_redirect(await link_from(writer)))
+            assert status_of(await raw_request(port, get_request(target))) == 200
+        assert await wait_until(lambda: idp.stats.token_requests == HUNG + 1), idp.stats
+        hung = Usage.now()
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        after = await settled_usage(before)
+        idp.set_fault(None)
+    report(f"{HUNG} logins cancelled mid-exchange", f"while hung: fds {hung.fds}; {before.figures(after)}")
+    assert hung.fds >= before.fds + HUNG  # the hung requests really held connections
+    assert after.fds <= before.fds + 2, before.figures(after)
+    assert after.tasks <= before.tasks
+
+
+# -- Ctrl-C in the command line ----------------------------------------------------------------------
+def tenant(idp: IdentityProvider) -> list[str]:
+    return ["--endpoint", idp.endpoint, "--federation-id", "fed", "--client-id", "cli", "--timeout", "60"]
+
+
+def interrupt(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("the command did not exit after SIGINT") from None
+
+
+@pytest.mark.parametrize("when", ["waiting for the browser", "during a hung token exchange"])
+@pytest.mark.parametrize("command", ["login", "token"])
+def test_ctrl_c_in_the_cli_exits_130_without_a_traceback_and_frees_everything(
+    tmp_path: Path, command: str, when: str
+) -> None:
+    with IdentityProvider(auto_approve=True) as idp:
+        env = cli_env(tmp_path / "home")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fedbearer", "-vv", command, "--no-browser", *tenant(idp)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err_lines = Lines(proc.stdout), Lines(proc.stderr)
+        try:
+            link = (out if command == "login" else err_lines).wait_for("/oauth2/authorize?")
+            redirect_port = int(link.split("redirect_uri=http%3A%2F%2F127.0.0.1%3A", 1)[1].split("&", 1)[0])
+            assert not port_refuses(redirect_port)
+            if when == "during a hung token exchange":
+                idp.set_fault("hang")
+                thread = threading.Thread(target=complete_login_sync, args=(link,), kwargs={"timeout": 30})
+                thread.start()
+                assert _eventually(lambda: idp.stats.token_requests == 1), idp.stats
+            code = interrupt(proc)
+            err = err_lines.rest()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            idp.set_fault(None)
+        assert code == 130, err
+        assert "Traceback" not in err and "interrupted" in err, err
+        assert port_refuses(redirect_port)
+        # Nothing left that makes the next run wait: the lock died with the process, and its
+        # "login in progress" record names a dead pid, so the next run prompts at once.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fedbearer", command, "--no-browser", *tenant(idp)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            lines = Lines(proc.stdout if command == "login" else proc.stderr)
+            link = lines.wait_for("/oauth2/authorize?", timeout=15)
+            assert "login in progress" not in link
+            assert complete_login_sync(link, timeout=20) == 200
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert idp.stats.tokens_issued == 1
+
+
+def _eventually(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
