@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import ssl  # noqa: F401 -- evaluated by typing.get_type_hints (the seed's annotations)
+import ssl  # used by the annotations below, which typing.get_type_hints evaluates
 import time
 from datetime import datetime, timezone
-from typing import TextIO  # noqa: F401 -- likewise
+from typing import TextIO
 
 from fedbearer.federation import auth
 from fedbearer.federation.auth import DEFAULT_HTTP_TIMEOUT
