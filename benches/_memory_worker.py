@@ -141,10 +141,12 @@ async def _complete_fedbearer(tasks: list[Any]) -> dict[str, Any]:
     async def stub_post(token_url: str, form: Any, *, ssl_ctx: Any, timeout: float = 30.0) -> Any:
         return parse_token_response(TOKEN_BODY, 200)
 
-    auth.post_token_request = stub_post  # type: ignore[assignment]
+    from fedbearer.federation import _http
+
+    _http.post_token_request = stub_post  # type: ignore[assignment]
     listener = _listener.current_listener()
     assert listener is not None
-    states = [_frame_local(t, "authorize", "state") for t in tasks]
+    states = [_frame_local(t, "authorize", "flow").state for t in tasks]
     started = time.perf_counter()
     real = states[:REAL_GETS]
     with ThreadPoolExecutor(8) as pool:

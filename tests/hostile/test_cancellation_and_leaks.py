@@ -6,10 +6,12 @@ on its own."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import io
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -21,7 +23,6 @@ from typing import Any
 
 import pytest
 
-from fedbearer import ListenerError, LoginTimeout
 from fedbearer.federation import _listener, auth
 from fedbearer.testing import IdentityProvider, complete_login, complete_login_sync
 
@@ -181,7 +182,7 @@ def test_ctrl_c_in_the_cli_exits_130_without_a_traceback_and_frees_everything(
         )
         out, err_lines = Lines(proc.stdout), Lines(proc.stderr)
         try:
-            link = (out if command == "login" else err_lines).wait_for("/oauth2/authorize?")
+            link = url_in((out if command == "login" else err_lines).wait_for("/oauth2/authorize?"))
             redirect_port = int(link.split("redirect_uri=http%3A%2F%2F127.0.0.1%3A", 1)[1].split("&", 1)[0])
             assert not port_refuses(redirect_port)
             if when == "during a hung token exchange":
@@ -192,9 +193,7 @@ def test_ctrl_c_in_the_cli_exits_130_without_a_traceback_and_frees_everything(
             code = interrupt(proc)
             err = err_lines.rest()
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            close(proc)
             idp.set_fault(None)
         assert code == 130, err
         assert "Traceback" not in err and "interrupted" in err, err
@@ -211,15 +210,29 @@ def test_ctrl_c_in_the_cli_exits_130_without_a_traceback_and_frees_everything(
         )
         try:
             lines = Lines(proc.stdout if command == "login" else proc.stderr)
-            link = lines.wait_for("/oauth2/authorize?", timeout=15)
-            assert "login in progress" not in link
+            line = lines.wait_for("/oauth2/authorize?", timeout=15)
+            assert "login in progress" not in line
+            link = url_in(line)
             assert complete_login_sync(link, timeout=20) == 200
             assert proc.wait(30) == 0
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            close(proc)
         assert idp.stats.tokens_issued == 1
+
+
+def url_in(line: str) -> str:
+    match = re.search(r"https?://\S+/oauth2/authorize\?\S+", line)
+    assert match is not None, line
+    return match.group(0)
+
+
+def close(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def _eventually(predicate: Any, timeout: float = 10.0) -> bool:
@@ -229,3 +242,117 @@ def _eventually(predicate: Any, timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+# -- fork() ------------------------------------------------------------------------------------------
+def _in_child(idp: IdentityProvider, parent_listener: Any, parent_flow: Any, bearer: Any) -> dict[str, Any]:
+    """What the forked child sees: each step's outcome as [kind, text]."""
+    report: dict[str, Any] = {}
+
+    def step(name: str, action: Any) -> None:
+        try:
+            report[name] = ["ok", repr(action())]
+        except Exception as exc:
+            report[name] = [type(exc).__name__, str(exc)]
+
+    # The parent's objects: a clear error, never a hang.
+    step("register", lambda: parent_listener.register("child-state"))
+    step("deliver", lambda: parent_listener.deliver("state=parent-extra&code=stolen"))
+    step("wait", lambda: parent_flow.wait(1))
+    step("wait_closed", lambda: parent_listener.wait_closed())
+    # Clean-up calls on them must not hang either (they are no-ops for the parent).
+    step("cancel", parent_flow.cancel)
+    step("repr", lambda: repr(parent_listener))
+
+    # A login of the child's own: a new runtime, listener and notifier.
+    async def fresh_login() -> str:
+        writer = io.StringIO()
+        task = asyncio.ensure_future(auth.authorize("c", idp.endpoint, "f", writer, True, timeout=20))
+        await complete_login(await link_from(writer))
+        result = await asyncio.wait_for(task, 20)
+        return result.access_token
+
+    step("fresh_login", lambda: asyncio.run(fresh_login()))
+    # The blocking API: the parent's helper thread does not exist here; a new one serves.
+    step("fetch_sync_cached", lambda: bearer.fetch_sync().token)
+    bearer.invalidate()
+    step("fetch_sync_again", lambda: bearer.fetch_sync().token)
+    return report
+
+
+def test_after_fork_the_child_gets_clear_errors_and_can_log_in_itself(tmp_path: Path) -> None:
+    from fedbearer.cache import FileCache, LayeredCache, MemoryCache
+    from fedbearer.federation import Bearer
+
+    from bearer_helpers import AutoBrowser
+
+    with IdentityProvider(auto_approve=True) as idp:
+        cache = LayeredCache(MemoryCache(), FileCache(tmp_path / "cache", fsync=False))
+        bearer = Bearer("p", "c", idp.endpoint, "f", writer=AutoBrowser(), no_browser_open=True, cache=cache)
+        token = bearer.fetch_sync()  # the sync helper thread and its loop now exist
+
+        # A login in progress in a thread of the parent when it forks.
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        writer = io.StringIO()
+        pending = asyncio.run_coroutine_threadsafe(
+            auth.authorize("c", idp.endpoint, "f", writer, True, timeout=60), loop
+        )
+        assert _eventually(lambda: _listener.current_listener() is not None)
+        parent_listener = _listener.current_listener()
+        assert parent_listener is not None
+        parent_flow = parent_listener.register("parent-extra")
+
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            status = 1
+            try:
+                os.close(read_end)
+                payload = _in_child(idp, parent_listener, parent_flow, bearer)
+                status = 0
+            except BaseException as exc:
+                payload = {"crash": repr(exc)}
+            finally:
+                try:
+                    os.write(write_end, json.dumps(payload).encode())
+                finally:
+                    os._exit(status)
+        os.close(write_end)
+        chunks = []
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    pytest.fail(f"the child hung after fork(); it said: {b''.join(chunks)!r}")
+                if select.select([read_end], [], [], 0.1)[0]:
+                    chunk = os.read(read_end, 65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+        finally:
+            os.close(read_end)
+            _, status = os.waitpid(pid, 0)
+        child = json.loads(b"".join(chunks))
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, child
+        for name in ("register", "deliver", "wait", "wait_closed"):
+            kind, text = child[name]
+            assert kind == "ListenerError", (name, child[name])
+            assert "fork()" in text and str(os.getpid()) in text and str(pid) in text, text
+        assert child["cancel"][0] == "ok" and child["repr"][0] == "ok"
+        kind, fresh = child["fresh_login"]
+        assert kind == "ok" and ast.literal_eval(fresh) in idp.issued_tokens, child
+        assert child["fetch_sync_cached"] == ["ok", repr(token.token)], child
+        assert child["fetch_sync_again"] == ["ok", repr(token.token)], child  # from the file cache
+
+        # The parent is unharmed: its pending login still completes, its flow is still there.
+        assert parent_flow.registered
+        asyncio.run(complete_login(url_in(writer.getvalue())))
+        assert pending.result(10).access_token in idp.issued_tokens
+        parent_flow.cancel()
+        asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result(5)  # the token pool
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

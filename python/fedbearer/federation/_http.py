@@ -115,6 +115,9 @@ def _origin(url: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
+_FORM_HEADERS = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+
+
 async def post_token_request(
     token_url: str,
     form: Mapping[str, str],
@@ -127,16 +130,18 @@ async def post_token_request(
     Raises TokenEndpointError (status 0 when no response arrived: refused, reset, TLS failure,
     timeout) or InvalidTokenResponse. No message contains the form's secrets.
     """
+    from urllib.parse import urlencode
+
     import aiohttp
 
     session = await _session(_origin(token_url), ssl_ctx)
-    headers = {"Accept": "application/json"}
     proxy, proxy_headers = session._fedbearer_proxy  # type: ignore[attr-defined]
     try:
+        # A pre-encoded body skips aiohttp's form machinery (a measurable share of a login).
         async with session.post(
             token_url,
-            data=dict(form),
-            headers=headers,
+            data=urlencode(form).encode("ascii"),
+            headers=_FORM_HEADERS,
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
             proxy=proxy,
