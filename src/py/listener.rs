@@ -10,6 +10,7 @@ use pyo3::sync::PyOnceLock;
 
 use super::notify::{self, Settle};
 use super::runtime::{self, check_pid};
+use super::wakeup;
 use crate::core::callback::{
     self, Authorization, CallbackServer, Delivery, FlowReceiver, ListenerConfig, Registry,
 };
@@ -235,17 +236,20 @@ impl PyPendingFlow {
         // The flow itself is the done-callback: a cancelled future deregisters it.
         future.call_method1("add_done_callback", (slf,))?;
         let settle_future = future.clone().unbind();
-        let settle_loop = event_loop.unbind();
-        receiver.complete_with(
-            limit,
-            Box::new(move |outcome| {
-                notify::push(Settle {
-                    future: settle_future,
-                    event_loop: settle_loop,
-                    outcome,
-                });
-            }),
-        );
+        let completion: callback::registry::Completion =
+            if let Some(waker) = wakeup::waker_for(py, &event_loop) {
+                Box::new(move |outcome| waker.push(settle_future, outcome))
+            } else {
+                let settle_loop = event_loop.unbind();
+                Box::new(move |outcome| {
+                    notify::push(Settle {
+                        future: settle_future,
+                        event_loop: settle_loop,
+                        outcome,
+                    });
+                })
+            };
+        receiver.complete_with(limit, completion);
         Ok(future)
     }
 

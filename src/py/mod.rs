@@ -7,3 +7,4 @@ pub mod pkce;
 pub mod runtime;
 pub mod token;
 pub mod util;
+pub mod wakeup;

@@ -101,7 +101,9 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> boo
     return True
 
 
-async def raw_request(port: int, data: bytes, *, host: str = "127.0.0.1", timeout: float = IO_TIMEOUT) -> bytes:
+async def raw_request(
+    port: int, data: bytes, *, host: str = "127.0.0.1", timeout: float = IO_TIMEOUT
+) -> bytes:
     """Send ``data`` on a fresh connection and read until the listener closes it. A reset (the
     listener refusing what it read) reads as ``b""``."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -126,7 +128,9 @@ def status_of(raw: bytes) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def get_request(target: str, host: str | None = "127.0.0.1", *, method: str = "GET", version: str = "1.1") -> bytes:
+def get_request(
+    target: str, host: str | None = "127.0.0.1", *, method: str = "GET", version: str = "1.1"
+) -> bytes:
     lines = [f"{method} {target} HTTP/{version}"]
     if host is not None:
         lines.append(f"Host: {host}")
@@ -214,7 +218,7 @@ def exception_texts(exc: BaseException) -> str:
 async def expect_error(awaitable: Awaitable[Any]) -> BaseException:
     try:
         await awaitable
-    except BaseException as exc:  # noqa: BLE001 - the test inspects whatever it was
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         return exc
@@ -232,7 +236,11 @@ def cli_env(home: Any, **extra: str) -> dict[str, str]:
         and not k.startswith("FEDBEARER_")
     }
     os.makedirs(home, exist_ok=True)
-    env.update(HOME=str(home), XDG_CACHE_HOME=os.path.join(home, ".cache"), FEDBEARER_CACHE_DIR=os.path.join(home, "tokens"))
+    env.update(
+        HOME=str(home),
+        XDG_CACHE_HOME=os.path.join(home, ".cache"),
+        FEDBEARER_CACHE_DIR=os.path.join(home, "tokens"),
+    )
     env.update(extra)
     return env
 

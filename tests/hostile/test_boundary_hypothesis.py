@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from fedbearer import AuthError, CallbackListener, PendingFlow, Token, _core
@@ -163,7 +163,9 @@ def test_any_request_on_the_socket_completes_at_most_the_flow_of_its_exact_state
         status = status_of(reply)
         statuses[status] = statuses.get(status, 0) + 1
         assert status in (None, 200, 400, 403, 404, 405, 414, 431, 505), reply[:200]
-        completed = method == "GET" and status == 200 and (b"Login complete" in reply or b"Login failed" in reply)
+        completed = (
+            method == "GET" and status == 200 and (b"Login complete" in reply or b"Login failed" in reply)
+        )
         # What the listener decoded is what went over the wire (a fragment is not part of it).
         sent_query = target[2:].decode("utf-8", "replace").split("#", 1)[0]
         check_delivery(flows, sent_query, completed)
@@ -178,7 +180,10 @@ def test_any_request_on_the_socket_completes_at_most_the_flow_of_its_exact_state
 
 # -- registering any state -------------------------------------------------------------------------
 @settings(max_examples=200)
-@given(st.text(max_size=70) | st.text(min_size=4090, max_size=4100, alphabet="ab"), st.text(min_size=1, max_size=20))
+@given(
+    st.text(max_size=70) | st.text(min_size=4090, max_size=4100, alphabet="ab"),
+    st.text(min_size=1, max_size=20),
+)
 def test_a_flow_registered_under_any_state_is_completed_by_exactly_that_state(state: str, code: str) -> None:
     other_state = "\0another flow"
     assume(state != other_state)
@@ -233,7 +238,9 @@ class AnythingServer:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
     max_leaves=12,
 )
 token_shaped = st.fixed_dictionaries(
@@ -257,7 +264,10 @@ def http_answers(draw: st.DrawFn) -> bytes:
     status = draw(st.integers(100, 599) | st.sampled_from([200, 400, 500, 503]))
     if kind == "valid":
         status = draw(st.integers(200, 299))
-        doc = {"access_token": draw(st.text(min_size=1, max_size=40)), "expires_in": draw(st.integers(0, 10**6))}
+        doc = {
+            "access_token": draw(st.text(min_size=1, max_size=40)),
+            "expires_in": draw(st.integers(0, 10**6)),
+        }
         body = json.dumps(doc).encode()
     elif kind == "json":
         body = json.dumps(draw(token_shaped | json_values)).encode()

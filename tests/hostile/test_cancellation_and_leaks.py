@@ -47,8 +47,8 @@ pytestmark = pytest.mark.timeout(180)
 
 NOWHERE = "http://127.0.0.1:9"  # never contacted: these logins end before any token request
 ROUNDS = 4
-PER_ROUND = 2500
-HUNG = 30  # below the token client's pool limit (32 connections): all of them in flight at once  # 1,000 cancelled, 1,000 timed out, 500 abandoned by wait_for: 10,000 in all
+PER_ROUND = 2500  # 1,000 cancelled, 1,000 timed out, 500 abandoned by wait_for: 10,000 in all
+HUNG = 30  # below the token client's pool limit (32 connections): all of them in flight at once
 
 
 def start(**kwargs: Any) -> asyncio.Task[auth.GetTokenResult]:
@@ -281,10 +281,9 @@ def _in_child(idp: IdentityProvider, parent_listener: Any, parent_flow: Any, bea
 
 
 def test_after_fork_the_child_gets_clear_errors_and_can_log_in_itself(tmp_path: Path) -> None:
+    from bearer_helpers import AutoBrowser
     from fedbearer.cache import FileCache, LayeredCache, MemoryCache
     from fedbearer.federation import Bearer
-
-    from bearer_helpers import AutoBrowser
 
     with IdentityProvider(auto_approve=True) as idp:
         cache = LayeredCache(MemoryCache(), FileCache(tmp_path / "cache", fsync=False))

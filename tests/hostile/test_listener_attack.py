@@ -47,7 +47,9 @@ IDLE = 200
 
 def start_login(idp: IdentityProvider, writer: io.StringIO) -> asyncio.Task[auth.GetTokenResult]:
     return asyncio.ensure_future(
-        auth.authorize(CLIENT, idp.endpoint, "fed", writer, no_browser_open=True, timeout=120, http_timeout=10)
+        auth.authorize(
+            CLIENT, idp.endpoint, "fed", writer, no_browser_open=True, timeout=120, http_timeout=10
+        )
     )
 
 
@@ -92,7 +94,11 @@ def strays(port: int, replays: list[str], count: int) -> list[tuple[str, bytes]]
         ("scanner path", lambda: get_request(rng.choice(["/admin", "/.env", "/wp-login.php", "/../../etc"]))),
         ("replay", lambda: get_request(target_of(rng.choice(replays))[1])),
     ]
-    return [kinds[i % len(kinds)][0:1] + (kinds[i % len(kinds)][1](),) for i in range(count)]  # type: ignore[misc]
+    made = []
+    for i in range(count):
+        kind, make = kinds[i % len(kinds)]
+        made.append((kind, make()))
+    return made
 
 
 def hostile_with_the_real_code(port: int, target: str) -> list[tuple[str, bytes, set[int | None]]]:
@@ -102,7 +108,11 @@ def hostile_with_the_real_code(port: int, target: str) -> list[tuple[str, bytes,
         ("DNS rebinding Host", get_request(target, f"rebind.attacker.example:{port}"), {403}),
         ("Host of a LAN address", get_request(target, f"192.168.1.1:{port}"), {403}),
         ("absolute-form to another host", get_request(f"http://attacker.example{target}"), {403}),
-        ("two Host headers", (head + f"Host: 127.0.0.1:{port}\r\nHost: evil.example\r\n\r\n").encode(), {400}),
+        (
+            "two Host headers",
+            (head + f"Host: 127.0.0.1:{port}\r\nHost: evil.example\r\n\r\n").encode(),
+            {400},
+        ),
         ("HTTP/1.1 without Host", get_request(target, None), {400}),
         ("POST", get_request(target, method="POST"), {405}),
         ("PUT", get_request(target, method="PUT"), {405}),
@@ -128,10 +138,22 @@ def malformed() -> list[tuple[str, bytes, set[int | None]]]:
         ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", {400, 505, None}),
         ("HTTP/0.9", b"GET /?state=x&code=y\r\n", {400, None}),
         ("bare LF and a missing state", b"GET /?code=x HTTP/1.1\nHost: 127.0.0.1\n\n", {400}),
-        ("HTTP/1.0 without Host, unknown state", get_request("/?state=nope&code=x", None, version="1.0"), {400}),
-        ("HTTP/1.0 with a foreign Host", get_request("/?state=nope&code=x", "evil.example", version="1.0"), {403}),
+        (
+            "HTTP/1.0 without Host, unknown state",
+            get_request("/?state=nope&code=x", None, version="1.0"),
+            {400},
+        ),
+        (
+            "HTTP/1.0 with a foreign Host",
+            get_request("/?state=nope&code=x", "evil.example", version="1.0"),
+            {403},
+        ),
         ("CONNECT", b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n", {400, 403, 405}),
-        ("huge Content-Length on GET", get_request("/?state=nope&code=x")[:-2] + b"Content-Length: 99999999\r\n\r\n", {400}),
+        (
+            "huge Content-Length on GET",
+            get_request("/?state=nope&code=x")[:-2] + b"Content-Length: 99999999\r\n\r\n",
+            {400},
+        ),
     ]
 
 
@@ -153,7 +175,10 @@ async def test_real_login_completes_promptly_while_the_listener_is_under_attack(
         assert listener is not None and listener.port == port and listener.pending == 1
 
         idle = [await open_raw(port) for _ in range(IDLE)]
-        slow = [await open_raw(port, b"GET /?state=x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ") for _ in range(SLOWLORIS)]
+        slow = [
+            await open_raw(port, b"GET /?state=x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            for _ in range(SLOWLORIS)
+        ]
         stop = asyncio.Event()
         dripping = asyncio.ensure_future(drip(slow, stop))
         try:
@@ -169,7 +194,9 @@ async def test_real_login_completes_promptly_while_the_listener_is_under_attack(
             for (kind, _), status in zip(stray_requests, answers, strict=True):
                 by_kind.setdefault(kind, set()).add(status)
             assert by_kind["favicon"] == {404} and by_kind["scanner path"] == {404}, by_kind
-            assert all(s == {400} for k, s in by_kind.items() if k not in ("favicon", "scanner path")), by_kind
+            assert all(s == {400} for k, s in by_kind.items() if k not in ("favicon", "scanner path")), (
+                by_kind
+            )
 
             for what, data, allowed in [*hostile_with_the_real_code(port, real_target), *malformed()]:
                 status = status_of(await raw_request(port, data))

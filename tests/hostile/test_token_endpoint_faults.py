@@ -132,13 +132,19 @@ def client_trusting(ca: trustme.CA) -> ssl.SSLContext:
 @pytest.mark.parametrize("call", ["exchange", "refresh"])
 async def test_a_certificate_that_does_not_verify_is_a_tls_error_at_once(case: str, call: str) -> None:
     ca = trustme.CA()
-    cert = ca.issue_cert("auth.other.example") if case == "certificate for another name" else ca.issue_cert("127.0.0.1")
+    cert = (
+        ca.issue_cert("auth.other.example")
+        if case == "certificate for another name"
+        else ca.issue_cert("127.0.0.1")
+    )
     trusted = client_trusting(trustme.CA() if case == "client trusts another CA" else ca)
     endpoint = TlsTokenEndpoint(cert)
     async with endpoint as origin:
         started = time.monotonic()
         if call == "exchange":
-            attempt = auth.exchange_code(f"{origin}/oauth2/token", "c", "code", "http://127.0.0.1:1", "v" * 43, trusted)
+            attempt = auth.exchange_code(
+                f"{origin}/oauth2/token", "c", "code", "http://127.0.0.1:1", "v" * 43, trusted
+            )
         else:
             attempt = auth.refresh("c", origin, "CANARY-RT-x", trusted)
         if case == "control":
