@@ -136,7 +136,7 @@ async def _await(fut: asyncio.Future[None]) -> None:
 
 async def _complete_fedbearer(tasks: list[Any]) -> dict[str, Any]:
     from fedbearer._core import parse_token_response
-    from fedbearer.federation import _listener, auth
+    from fedbearer.federation import _listener
 
     async def stub_post(token_url: str, form: Any, *, ssl_ctx: Any, timeout: float = 30.0) -> Any:
         return parse_token_response(TOKEN_BODY, 200)
