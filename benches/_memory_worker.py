@@ -146,7 +146,7 @@ async def _complete_fedbearer(tasks: list[Any]) -> dict[str, Any]:
     _http.post_token_request = stub_post  # type: ignore[assignment]
     listener = _listener.current_listener()
     assert listener is not None
-    states = [_frame_local(t, "authorize", "flow").state for t in tasks]
+    states = [_frame_local(t, "fetch", "login").flow.state for t in tasks]
     started = time.perf_counter()
     real = states[:REAL_GETS]
     with ThreadPoolExecutor(8) as pool:

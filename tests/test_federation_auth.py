@@ -415,7 +415,7 @@ class FakeFlow:
         self.limits: list[float | None] = []
         self.cancelled = False
 
-    async def wait(self, limit: float | None = None) -> Any:
+    async def wait(self, limit: float | None = None, **_: Any) -> Any:
         self.limits.append(limit)
         raise LoginTimeout(limit)
 

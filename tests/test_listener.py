@@ -1044,3 +1044,20 @@ async def test_cancelled_waits_leave_no_registered_state() -> None:
     keep.cancel()
     await asyncio.wait_for(listener.wait_closed(), 5)
     assert listener.closed
+
+
+@pytest.mark.asyncio
+async def test_wait_without_cancel_callback_leaves_deregistration_to_cancel() -> None:
+    listener = CallbackListener.bind()
+    keep = listener.register("keep")
+    flow = listener.register("manual")
+    waiter = flow.wait(30, deregister_on_cancel=False)
+    waiter.cancel()
+    await asyncio.sleep(0)
+    # Nobody deregistered it yet: the caller promised to.
+    assert flow.registered
+    flow.cancel()
+    assert not flow.registered
+    assert listener.pending == 1
+    keep.cancel()
+    await asyncio.wait_for(listener.wait_closed(), 5)

@@ -137,7 +137,7 @@ impl PyCallbackListener {
     fn register(&self, state: String, expected_issuer: Option<String>) -> PyResult<PyPendingFlow> {
         let receiver = self.registry()?.register(state, expected_issuer)?;
         Ok(PyPendingFlow {
-            state: receiver.state().to_owned(),
+            state: receiver.shared_state(),
             port: self.server.port(),
             id: receiver.id(),
             registry: Arc::clone(receiver.registry()),
@@ -192,8 +192,7 @@ impl PyCallbackListener {
 /// deregisters it.
 #[pyclass(frozen, module = "fedbearer._core", name = "PendingFlow")]
 pub struct PyPendingFlow {
-    #[pyo3(get)]
-    state: String,
+    state: Arc<str>,
     port: u16,
     id: u64,
     registry: Arc<Registry>,
@@ -217,8 +216,12 @@ impl PyPendingFlow {
     /// An `asyncio.Future` resolving to the flow's `Authorization`; it fails with `LoginTimeout`
     /// after `timeout` seconds, or `AuthorizationDenied` / `IssuerMismatch` as the redirect says.
     /// Cancelling it (or the task awaiting it) deregisters the flow. Can be called once.
-    #[pyo3(signature = (timeout = None))]
-    fn wait<'py>(slf: &Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (timeout = None, *, deregister_on_cancel = true))]
+    fn wait<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+        deregister_on_cancel: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
         check_pid(this.pid, "pending flow")?;
@@ -233,8 +236,11 @@ impl PyPendingFlow {
         let receiver = this
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("this flow was already awaited or cancelled"))?;
-        // The flow itself is the done-callback: a cancelled future deregisters it.
-        future.call_method1("add_done_callback", (slf,))?;
+        // The flow itself is the done-callback: a cancelled future deregisters it. A caller that
+        // deregisters by itself (`cancel()` in a `finally`) can spare the callback and its context.
+        if deregister_on_cancel {
+            future.call_method1("add_done_callback", (slf,))?;
+        }
         let settle_future = future.clone().unbind();
         let completion: callback::registry::Completion =
             if let Some(waker) = wakeup::waker_for(py, &event_loop) {
@@ -263,6 +269,12 @@ impl PyPendingFlow {
     fn cancel(&self) {
         drop(self.take());
         self.registry.cancel(&self.state, self.id);
+    }
+
+    /// The `state` this flow waits for.
+    #[getter]
+    fn state(&self) -> &str {
+        &self.state
     }
 
     /// `http://127.0.0.1:PORT`, the redirect URI to send in the authorization request.

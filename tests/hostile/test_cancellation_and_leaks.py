@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from fedbearer import CallbackListener, LoginTimeout
 from fedbearer.federation import _listener, auth
 from fedbearer.testing import IdentityProvider, complete_login, complete_login_sync
 
@@ -355,3 +356,26 @@ def test_after_fork_the_child_gets_clear_errors_and_can_log_in_itself(tmp_path: 
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+def test_logins_on_many_short_lived_event_loops_leave_nothing_behind() -> None:
+    """A CLI or a sync wrapper runs ``asyncio.run`` again and again: whatever a loop needs to be
+    woken by the listener goes away with the loop."""
+
+    async def one(i: int) -> None:
+        listener = CallbackListener.bind()
+        timed_out = listener.register(f"late-{i}")
+        done = listener.register(f"done-{i}")
+        waits = [asyncio.ensure_future(timed_out.wait(0.01)), asyncio.ensure_future(done.wait(5))]
+        assert listener.deliver(f"state=done-{i}&code=c") is True
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        assert isinstance(results[0], LoginTimeout) and results[1].code == "c"
+
+    asyncio.run(one(-1))  # warm-up
+    before = Usage.now()
+    for i in range(200):
+        asyncio.run(one(i))
+    after = Usage.now()
+    report("200 event loops", before.figures(after))
+    assert after.fds <= before.fds and after.threads <= before.threads, before.figures(after)
+    assert after.rss - before.rss < 8 * MIB, before.figures(after)

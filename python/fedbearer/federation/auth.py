@@ -8,6 +8,7 @@ endpoint. :func:`refresh` renews a token with a refresh token, without the brows
 
 from __future__ import annotations
 
+import functools
 import time
 
 from fedbearer._core import new_login_secrets
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     import ssl
     from typing import TextIO
 
-    from fedbearer._core import TokenResponse
+    from fedbearer._core import Authorization, PendingFlow, TokenResponse
 
 
 def _log() -> logging.Logger:
@@ -132,6 +133,7 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=1024)
 def https_url(raw_url: str) -> str:
     """The endpoint's origin: ``https://`` is added when no scheme is given; plain ``http://`` is
     refused except for loopback hosts (local testing). Any path is dropped, as the reference's
@@ -193,7 +195,7 @@ def _write(writer: TextIO | None, message: str) -> None:
         _log().warning("could not write the login instructions: %s", type(exc).__name__)
 
 
-async def _show(url: str, writer: TextIO | None, no_browser_open: bool) -> asyncio.Future[bool] | None:
+def _show(url: str, writer: TextIO | None, no_browser_open: bool) -> asyncio.Future[bool] | None:
     """Log and write the URL; start opening the browser (in a worker thread, not awaited)."""
     import asyncio
     import logging
@@ -303,6 +305,68 @@ async def authorize(
     AuthorizationDenied, IssuerMismatch, TokenEndpointError, InvalidTokenResponse, ListenerError
     (all :class:`~fedbearer.AuthError`), or ValueError for a bad endpoint.
     """
+    login = _begin(
+        client_id,
+        federation_endpoint,
+        federation_id,
+        writer,
+        no_browser_open,
+        timeout,
+        paste_input=paste_input,
+        expected_issuer=expected_issuer,
+    )
+    try:
+        authorization = await login.waiter
+    finally:
+        login.close()
+        if login.paster is not None:
+            await _stop_paste_reader(login.paster)
+    return await _finish(login, authorization, client_id, ssl_ctx, http_timeout)
+
+
+class _PendingLogin:
+    """A login between "link shown" and "code received": only what the code exchange needs.
+    A service may hold thousands of these while users take their time, so it stays small."""
+
+    __slots__ = ("endpoint", "flow", "paster", "verifier", "waiter")
+
+    def __init__(
+        self,
+        endpoint: str,
+        flow: PendingFlow,
+        waiter: asyncio.Future[Authorization],
+        verifier: str,
+        paster: asyncio.Task[None] | None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.flow = flow
+        self.waiter = waiter
+        self.verifier = verifier
+        self.paster = paster
+
+    def close(self) -> None:
+        """Deregister (a no-op once the redirect arrived)."""
+        if not self.waiter.done():
+            self.waiter.cancel()
+        self.flow.cancel()
+
+    def __repr__(self) -> str:
+        return f"_PendingLogin(endpoint={self.endpoint!r}, redirect_uri={self.flow.redirect_uri!r})"
+
+
+def _begin(
+    client_id: str,
+    federation_endpoint: str,
+    federation_id: str,
+    writer: TextIO | None,
+    no_browser_open: bool,
+    timeout: float | None,
+    *,
+    paste_input: TextIO | None = None,
+    expected_issuer: str | None = None,
+) -> _PendingLogin:
+    """Register the flow, show the link (writer, log, browser) and start waiting; synchronous,
+    so that a pending login holds no coroutine frame of its own."""
     import asyncio
 
     from fedbearer.federation import _listener
@@ -311,18 +375,18 @@ async def authorize(
     wait_limit = DEFAULT_LOGIN_TIMEOUT if timeout is None else float(timeout)
     pkce, state = new_login_secrets()
     flow = _listener.register_flow(state, expected_issuer)
-    redirect_uri = flow.redirect_uri
-    verifier = pkce.verifier
-    url = build_authorization_url(endpoint, client_id, state, redirect_uri, pkce.challenge, federation_id)
-    # Only what the exchange needs stays alive while the user takes their time (a service may hold
-    # thousands of pending logins).
-    del pkce, state
-    waiter = asyncio.ensure_future(flow.wait(wait_limit))
-    paster: asyncio.Task[None] | None = None
-    started = time.monotonic()
     try:
-        await _show(url, writer, no_browser_open)
-        del url
+        redirect_uri = flow.redirect_uri
+        url = build_authorization_url(endpoint, client_id, state, redirect_uri, pkce.challenge, federation_id)
+        # A Future already (ensure_future returns it as is); anything awaitable works.
+        # Deregistration on cancel is `_PendingLogin.close()`'s job (called in a `finally`).
+        waiter = asyncio.ensure_future(flow.wait(wait_limit, deregister_on_cancel=False))
+    except BaseException:
+        flow.cancel()
+        raise
+    paster = None
+    try:
+        _show(url, writer, no_browser_open)
         if paste_input is not None:
             from fedbearer.federation._paste import PROMPT, read_pasted_urls
 
@@ -330,21 +394,29 @@ async def authorize(
             paster = asyncio.ensure_future(
                 read_pasted_urls(paste_input, _listener.deliver_pasted_url, writer)
             )
-        authorization = await waiter
-    finally:
-        if not waiter.done():
-            waiter.cancel()
+    except BaseException:
+        waiter.cancel()
         flow.cancel()
-        if paster is not None:
-            await _stop_paste_reader(paster)
+        raise
+    return _PendingLogin(endpoint, flow, waiter, pkce.verifier, paster)
+
+
+async def _finish(
+    login: _PendingLogin,
+    authorization: Authorization,
+    client_id: str,
+    ssl_ctx: ssl.SSLContext | None,
+    http_timeout: float,
+) -> GetTokenResult:
+    """Exchange the code the redirect delivered."""
     log = _log()
-    log.debug("authorization code received after %.1f s; exchanging it", time.monotonic() - started)
+    log.debug("authorization code received; exchanging it")
     result = await exchange_code(
-        f"{endpoint}{TOKEN_ENDPOINT}",
+        f"{login.endpoint}{TOKEN_ENDPOINT}",
         client_id,
         authorization.code,
-        redirect_uri,
-        verifier,
+        login.flow.redirect_uri,
+        login.verifier,
         ssl_ctx,
         http_timeout=http_timeout,
     )

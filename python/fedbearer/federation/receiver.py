@@ -14,6 +14,8 @@ from fedbearer.token import Token
 
 __all__ = ["Receiver", "token_from_result"]
 
+_AUTHORIZE = auth.authorize
+
 
 def token_from_result(result: auth.GetTokenResult, started: float) -> Token:
     """A Token expiring ``expires_in`` seconds after ``started`` (taken before the request, so the
@@ -88,7 +90,6 @@ class Receiver(ParentReceiver):
 
     async def _fetch(self, timeout: float | None = None, options: dict[str, str] | None = None) -> Token:
         """Execute the interactive authorization flow and return a Token."""
-        # The same call as `login()`, inlined: a pending login holds one coroutine frame less.
         started = time.time()
         result = await auth.authorize(
             self._client_id,
@@ -103,6 +104,40 @@ class Receiver(ParentReceiver):
             http_timeout=self._http_timeout,
         )
         return token_from_result(result, started)
+
+    async def fetch(self, timeout: float | None = None, options: dict[str, str] | None = None) -> Token:
+        """Fetch a token and record it as ``latest``: ``_fetch`` with the flow inlined.
+
+        The same steps as :func:`~fedbearer.federation.auth.authorize`, in one coroutine frame
+        instead of three: a service holding thousands of pending logins holds that much less.
+        A subclass that overrides ``_fetch``, or code that replaces ``auth.authorize``, gets the
+        documented path through them instead.
+        """
+        if type(self)._fetch is not Receiver._fetch or auth.authorize is not _AUTHORIZE:
+            tok = await self._fetch(timeout, options)
+            self._latest = tok
+            return tok
+        started = time.time()
+        login = auth._begin(
+            self._client_id,
+            self._federation_endpoint,
+            self._federation_id,
+            self._writer,
+            self._no_browser_open,
+            self._login_timeout if timeout is None else timeout,
+            paste_input=self._paste_input,
+            expected_issuer=self._expected_issuer,
+        )
+        try:
+            authorization = await login.waiter
+        finally:
+            login.close()
+            if login.paster is not None:
+                await auth._stop_paste_reader(login.paster)
+        result = await auth._finish(login, authorization, self._client_id, self._ssl_ctx, self._http_timeout)
+        tok = token_from_result(result, started)
+        self._latest = tok
+        return tok
 
     def can_retry(self, err: Exception, options: dict[str, str] | None = None) -> bool:
         """Decide whether an authorization error should be retried: always True, as in the seed

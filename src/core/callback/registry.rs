@@ -37,7 +37,8 @@ pub type Outcome = Result<Authorization>;
 pub type Completion = Box<dyn FnOnce(Outcome) + Send>;
 
 enum Waiter {
-    Channel(oneshot::Sender<Outcome>),
+    // Boxed: the channel's shared state stays small (a pending flow costs that much less).
+    Channel(oneshot::Sender<Box<Outcome>>),
     Callback(Completion),
 }
 
@@ -46,7 +47,7 @@ impl Waiter {
         match self {
             // The receiver may have gone away in the meantime; then there is nobody to tell.
             Self::Channel(tx) => {
-                let _ = tx.send(outcome);
+                let _ = tx.send(Box::new(outcome));
             }
             Self::Callback(f) => f(outcome),
         }
@@ -63,9 +64,10 @@ struct Slot {
 
 #[derive(Default)]
 struct Flows {
-    by_state: HashMap<String, Slot>,
+    // The state is shared (`Arc<str>`) by the map, the deadline index and the waiting side.
+    by_state: HashMap<Arc<str>, Slot>,
     /// `(deadline, id) -> state`, earliest first: one timer serves every flow.
-    deadlines: BTreeMap<(Instant, u64), String>,
+    deadlines: BTreeMap<(Instant, u64), Arc<str>>,
     closed: bool,
 }
 
@@ -142,6 +144,7 @@ impl Registry {
             )));
         }
         let (tx, rx) = oneshot::channel();
+        let state: Arc<str> = Arc::from(state);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut flows = self.lock();
@@ -150,13 +153,13 @@ impl Registry {
                     "the callback listener is closed".to_owned(),
                 ));
             }
-            if flows.by_state.contains_key(&state) {
+            if flows.by_state.contains_key(&*state) {
                 return Err(Error::InvalidInput(
                     "a login with this state is already pending".to_owned(),
                 ));
             }
             flows.by_state.insert(
-                state.clone(),
+                Arc::clone(&state),
                 Slot {
                     id,
                     waiter: Waiter::Channel(tx),
@@ -249,8 +252,8 @@ impl Registry {
                 let (_, state) = flows
                     .deadlines
                     .pop_first()
-                    .unwrap_or(((at, id), String::new()));
-                if let Some(slot) = flows.by_state.remove(&state) {
+                    .unwrap_or(((at, id), Arc::from("")));
+                if let Some(slot) = flows.by_state.remove(&*state) {
                     expired.push(slot);
                 }
             }
@@ -348,9 +351,9 @@ fn outcome_for(params: CallbackParams, expected_issuer: Option<&str>) -> Outcome
 /// flow; when it was the last one, the registry closes and the listener frees its port.
 pub struct FlowReceiver {
     registry: Arc<Registry>,
-    state: String,
+    state: Arc<str>,
     id: u64,
-    rx: oneshot::Receiver<Outcome>,
+    rx: oneshot::Receiver<Box<Outcome>>,
     /// Whether dropping this receiver deregisters the flow.
     armed: bool,
 }
@@ -358,6 +361,11 @@ pub struct FlowReceiver {
 impl FlowReceiver {
     pub fn state(&self) -> &str {
         &self.state
+    }
+
+    /// The state, shared rather than copied.
+    pub fn shared_state(&self) -> Arc<str> {
+        Arc::clone(&self.state)
     }
 
     /// This flow's id, for [`Registry::cancel`].
@@ -377,12 +385,14 @@ impl FlowReceiver {
         let pending = {
             let mut flows = self.registry.lock();
             let earliest = flows.deadlines.first_key_value().map(|(&(at, _), _)| at);
-            match flows.by_state.get_mut(&self.state) {
+            match flows.by_state.get_mut(&*self.state) {
                 Some(slot) if slot.id == self.id => {
                     slot.waiter = Waiter::Callback(completion);
                     slot.deadline = deadline;
                     if let Some((at, _)) = deadline {
-                        flows.deadlines.insert((at, self.id), self.state.clone());
+                        flows
+                            .deadlines
+                            .insert((at, self.id), Arc::clone(&self.state));
                         if earliest.is_none_or(|e| at < e) {
                             self.registry.deadline_changed.notify_one();
                         }
@@ -395,11 +405,14 @@ impl FlowReceiver {
         // From here on the registry owns the flow: dropping `self` must not deregister it.
         self.armed = false;
         if let Some(completion) = pending {
-            let outcome = self.rx.try_recv().unwrap_or_else(|_| {
-                Err(Error::Listener(
-                    "the callback listener was closed".to_owned(),
-                ))
-            });
+            let outcome = self.rx.try_recv().map_or_else(
+                |_| {
+                    Err(Error::Listener(
+                        "the callback listener was closed".to_owned(),
+                    ))
+                },
+                |b| *b,
+            );
             completion(outcome);
         }
     }
@@ -407,7 +420,7 @@ impl FlowReceiver {
     /// Wait for the redirect that carries this flow's `state`.
     pub async fn recv(&mut self) -> Result<Authorization> {
         match (&mut self.rx).await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => *outcome,
             Err(_) => Err(Error::Listener(
                 "the callback listener was closed".to_owned(),
             )),
