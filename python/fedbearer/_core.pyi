@@ -84,7 +84,9 @@ class PendingFlow:
     def redirect_uri(self) -> str: ...
     @property
     def registered(self) -> bool: ...
-    def wait(self, timeout: float | None = None, *, deregister_on_cancel: bool = True) -> Awaitable[Authorization]:
+    def wait(
+        self, timeout: float | None = None, *, deregister_on_cancel: bool = True
+    ) -> Awaitable[Authorization]:
         """Await the redirect carrying this flow's state. Raises LoginTimeout after ``timeout``
         seconds, AuthorizationDenied or IssuerMismatch as the redirect says. Cancelling the
         awaiting task deregisters the flow (unless ``deregister_on_cancel=False``: then the caller

@@ -9,7 +9,6 @@ endpoint. :func:`refresh` renews a token with a refresh token, without the brows
 from __future__ import annotations
 
 import functools
-import time
 
 from fedbearer._core import new_login_secrets
 
