@@ -51,9 +51,18 @@ async def _run(endpoint: str, ca_pem: str, quick: bool) -> dict[str, Any]:
             await _login(ref, browser)
             await _login(fed, browser)
         return await ainterleave(
-            60 if quick else 150,
-            {"reference": lambda: _login(ref, browser), "fedbearer": lambda: _login(fed, browser)},
+            40 if quick else 100,
+            {"reference": lambda: _warm_login(ref, browser), "fedbearer": lambda: _warm_login(fed, browser)},
         )
+
+
+async def _warm_login(receiver: Any, browser: BrowserProcess) -> float:
+    """One untimed login, then the timed one. `ainterleave` runs `gc.collect()` before each
+    sample (so neither library pays for the other's garbage); that pause lets the provider and
+    browser processes go idle, and on these VMs waking an idle vCPU adds ~1 ms to whatever runs
+    next, for both libraries alike. The untimed login wakes them."""
+    await _login(receiver, browser)
+    return await _login(receiver, browser)
 
 
 def run(quick: bool = False) -> list[Figure]:
@@ -69,6 +78,7 @@ def run(quick: bool = False) -> list[Figure]:
             target="≤ 1.6 ms",
             met=samples["fedbearer"].median <= 1.6e-3,
             note="`await Receiver(...).fetch()`; provider and browser in their own processes; "
-            "auto-approve; fedbearer's listener is bound per login (no other flow keeps it up)",
+            "auto-approve; each timed login follows an untimed one (warm processes); "
+            "fedbearer's listener is bound per login (no other flow keeps it up)",
         )
     ]

@@ -15,7 +15,14 @@ use fedbearer::core::callback::{
 use libfuzzer_sys::fuzz_target;
 
 /// States of the flows kept pending: plain, with URL-special characters, non-ASCII, long.
-const STATES: [&str; 6] = ["a", "state-1.dots_~", "x&y=z", "a b", "\u{fc}n\u{ef}", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"];
+const STATES: [&str; 6] = [
+    "a",
+    "state-1.dots_~",
+    "x&y=z",
+    "a b",
+    "\u{fc}n\u{ef}",
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+];
 
 fn hex(b: u8) -> Option<u8> {
     match b {
@@ -35,15 +42,13 @@ fn decode(raw: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -66,34 +71,38 @@ fn values_of(query: &str, name: &str) -> Vec<String> {
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let query = query_of_pasted_url(&text);
-    assert!(text.contains(query), "the query must be a part of the pasted text");
+    assert!(
+        text.contains(query),
+        "the query must be a part of the pasted text"
+    );
 
     let states = values_of(query, "state");
-    match parse_callback_query(query) {
-        Ok(params) => {
-            // Exactly one state, as decoded independently, within bounds.
-            assert_eq!(states.len(), 1, "{query:?}");
-            assert_eq!(params.state(), states[0], "{query:?}");
-            assert!(!params.state().is_empty() && params.state().len() <= MAX_VALUE_LEN);
-            let codes = values_of(query, "code").len();
-            let errors = values_of(query, "error").len();
-            match &params {
-                CallbackParams::Code { code, .. } => {
-                    assert!(codes == 1 && errors == 0 && !code.is_empty());
-                }
-                CallbackParams::Error { error, .. } => {
-                    assert!(codes == 0 && errors == 1 && !error.is_empty());
-                }
+    if let Ok(params) = parse_callback_query(query) {
+        // Exactly one state, as decoded independently, within bounds.
+        assert_eq!(states.len(), 1, "{query:?}");
+        assert_eq!(params.state(), states[0], "{query:?}");
+        assert!(!params.state().is_empty() && params.state().len() <= MAX_VALUE_LEN);
+        let codes = values_of(query, "code").len();
+        let errors = values_of(query, "error").len();
+        match &params {
+            CallbackParams::Code { code, .. } => {
+                assert!(codes == 1 && errors == 0 && !code.is_empty());
+            }
+            CallbackParams::Error { error, .. } => {
+                assert!(codes == 0 && errors == 1 && !error.is_empty());
             }
         }
-        Err(_) => {}
     }
 
     let accepted = parse_callback_query(query).is_ok();
     let registry = Registry::new();
     let flows: Vec<_> = STATES
         .iter()
-        .map(|s| registry.register((*s).to_owned(), Some("https://idp".to_owned())).unwrap())
+        .map(|s| {
+            registry
+                .register((*s).to_owned(), Some("https://idp".to_owned()))
+                .unwrap()
+        })
         .collect();
     let delivery = registry.deliver(query);
     let gone: Vec<&str> = flows
