@@ -46,8 +46,14 @@ test-rust: ## Rust unit tests (the pyo3-free core needs no Python)
 test-python: build system-deps ## the pytest suite against the built extension
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+.PHONY: fuzz
+fuzz: ## each cargo-fuzz target for FUZZ_SECONDS (default 45) from the committed corpora
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+FUZZ_SECONDS ?= 45
+
 .PHONY: test
-test: system-deps build lint test-rust test-python ## everything CI runs
+test: system-deps build lint test-rust test-python fuzz ## everything CI runs
 	@echo "all checks passed"
 
 .PHONY: bench
