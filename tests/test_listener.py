@@ -1061,3 +1061,9 @@ async def test_wait_without_cancel_callback_leaves_deregistration_to_cancel() ->
     assert listener.pending == 1
     keep.cancel()
     await asyncio.wait_for(listener.wait_closed(), 5)
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_bind_refuses_a_connection_cap_below_one(limit: int) -> None:
+    with pytest.raises(ValueError, match="max_connections"):
+        CallbackListener.bind(max_connections=limit)

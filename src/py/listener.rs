@@ -74,14 +74,17 @@ impl PyCallbackListener {
     #[pyo3(signature = (*, max_connections = 1024, header_read_timeout = 10.0, connection_timeout = 30.0, bind_ipv6 = true))]
     fn bind(
         py: Python<'_>,
-        max_connections: usize,
+        max_connections: i64,
         header_read_timeout: f64,
         connection_timeout: f64,
         bind_ipv6: bool,
     ) -> PyResult<Self> {
         let defaults = ListenerConfig::default();
         let config = ListenerConfig {
-            max_connections: max_connections.max(1),
+            max_connections: usize::try_from(max_connections)
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| PyValueError::new_err("max_connections must be at least 1"))?,
             header_read_timeout: seconds("header_read_timeout", header_read_timeout)?
                 .unwrap_or(defaults.header_read_timeout),
             connection_timeout: seconds("connection_timeout", connection_timeout)?

@@ -1,5 +1,6 @@
 //! `parse_token_response` and the `TokenResponse` class.
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::core::token::{self, TokenResponse};
@@ -52,6 +53,8 @@ impl PyTokenResponse {
 /// Parse a token endpoint body received with HTTP `status`.
 #[pyfunction]
 #[pyo3(signature = (body, status = 200))]
-pub fn parse_token_response(body: &[u8], status: u16) -> PyResult<PyTokenResponse> {
+pub fn parse_token_response(body: &[u8], status: i64) -> PyResult<PyTokenResponse> {
+    let status = u16::try_from(status)
+        .map_err(|_| PyValueError::new_err("status must be an HTTP status code (0 to 65535)"))?;
     Ok(token::parse_token_response(body, status)?.into())
 }
