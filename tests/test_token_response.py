@@ -459,7 +459,7 @@ def test_known_leak_shapes_never_echo_the_token(template: bytes, status: int) ->
         pytest.fail("expected an error")
 
 
-@pytest.mark.parametrize("status", [-1, 65536, 2**70])
+@pytest.mark.parametrize("status", [-1, 65536, 2**40])
 def test_impossible_status_is_a_value_error(status: int) -> None:
     with pytest.raises(ValueError, match="status"):
         parse_token_response(b"{}", status)
