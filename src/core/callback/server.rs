@@ -19,8 +19,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use tokio::sync::{watch, Notify};
 
 use super::pages;
 use super::registry::{Delivery, Registry};
@@ -33,7 +36,7 @@ pub const MAX_HEAD_BYTES: usize = 8192;
 /// Limits of one listener.
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
-    /// Connections served at once; more are closed on accept.
+    /// Connections served at once; at the cap the oldest is closed to admit a new one.
     pub max_connections: usize,
     /// Time a client has to send its whole request head (slowloris).
     pub header_read_timeout: Duration,
@@ -113,7 +116,7 @@ impl CallbackServer {
             }
         }
         let config = Arc::new(config);
-        let permits = Arc::new(Semaphore::new(config.max_connections));
+        let connections = Arc::new(ConnectionTable::new(config.max_connections));
         handle.spawn(deadline_timer(Arc::clone(&registry)));
         let (stop_tx, stopped) = watch::channel(false);
         let guard = Arc::new(StopGuard(stop_tx));
@@ -122,7 +125,7 @@ impl CallbackServer {
                 listener,
                 Arc::clone(&registry),
                 Arc::clone(&config),
-                Arc::clone(&permits),
+                Arc::clone(&connections),
                 Arc::clone(&guard),
             ));
         }
@@ -165,7 +168,7 @@ async fn accept_loop(
     listener: TcpListener,
     registry: Arc<Registry>,
     config: Arc<ListenerConfig>,
-    permits: Arc<Semaphore>,
+    connections: Arc<ConnectionTable>,
     _stop_guard: Arc<StopGuard>,
 ) {
     let mut closed = registry.closed_signal();
@@ -177,10 +180,14 @@ async fn accept_loop(
             _ = closed.changed() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    // Over the cap: close at once rather than queue behind slow clients.
-                    if let Ok(permit) = Arc::clone(&permits).try_acquire_owned() {
-                        tokio::spawn(serve(stream, Arc::clone(&registry), Arc::clone(&config), permit));
-                    }
+                    let admitted = connections.admit();
+                    tokio::spawn(serve(
+                        stream,
+                        Arc::clone(&registry),
+                        Arc::clone(&config),
+                        Arc::clone(&connections),
+                        admitted,
+                    ));
                 }
                 // EMFILE and friends: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -210,11 +217,65 @@ async fn deadline_timer(registry: Arc<Registry>) {
     }
 }
 
+/// The live connections, oldest first. At the cap the oldest one is closed to make room: a real
+/// browser sends its request as soon as it connects and is answered within milliseconds, so the
+/// oldest connections of a flood are the idle and slow ones. Refusing new connections instead
+/// would let anyone who holds `max_connections` sockets stall the real redirect until they time
+/// out.
+struct ConnectionTable {
+    max: usize,
+    /// The next id, and the live connections (id, eviction signal) oldest first.
+    inner: Mutex<(u64, LiveConnections)>,
+}
+
+type LiveConnections = VecDeque<(u64, Arc<Notify>)>;
+
+impl ConnectionTable {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            inner: Mutex::new((0, VecDeque::new())),
+        }
+    }
+
+    /// Admit a connection, evicting the oldest ones over the cap; returns its id and the signal
+    /// that evicts it.
+    fn admit(&self) -> (u64, Arc<Notify>) {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (next, live) = &mut *inner;
+        while live.len() >= self.max {
+            if let Some((_, evict)) = live.pop_front() {
+                evict.notify_one();
+            }
+        }
+        let id = *next;
+        *next += 1;
+        let signal = Arc::new(Notify::new());
+        live.push_back((id, Arc::clone(&signal)));
+        (id, signal)
+    }
+
+    fn release(&self, id: u64) {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let live = &mut inner.1;
+        if let Some(pos) = live.iter().position(|(i, _)| *i == id) {
+            live.remove(pos);
+        }
+    }
+}
+
 async fn serve(
     stream: TcpStream,
     registry: Arc<Registry>,
     config: Arc<ListenerConfig>,
-    _permit: OwnedSemaphorePermit,
+    connections: Arc<ConnectionTable>,
+    (id, evicted): (u64, Arc<Notify>),
 ) {
     let _ = stream.set_nodelay(true);
     let service = service_fn(move |req: Request<Incoming>| {
@@ -227,7 +288,11 @@ async fn serve(
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(false)
         .serve_connection(TokioIo::new(stream), service);
-    let _ = tokio::time::timeout(config.connection_timeout, connection).await;
+    tokio::select! {
+        _ = tokio::time::timeout(config.connection_timeout, connection) => {}
+        () = evicted.notified() => {}
+    }
+    connections.release(id);
 }
 
 /// Whether a `Host` header names this machine's loopback (RFC 8252 §8.3; DNS rebinding).
@@ -379,6 +444,27 @@ fn respond<B>(registry: &Registry, req: &Request<B>) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn connection_table_evicts_the_oldest() {
+        let table = ConnectionTable::new(2);
+        let (a, a_evicted) = table.admit();
+        let (b, _) = table.admit();
+        let (_c, _) = table.admit();
+        // `a` got its eviction signal (a stored permit: its serve task wakes on it).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), a_evicted.notified())
+                .await
+                .expect("the oldest connection is evicted");
+        });
+        table.release(a);
+        table.release(b);
+        assert_eq!(table.inner.lock().unwrap().1.len(), 1);
+    }
 
     #[test]
     fn loopback_hosts() {
