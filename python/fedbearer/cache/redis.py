@@ -155,12 +155,16 @@ class RedisCache:
         return f"{self.prefix}{kind}:{key}"
 
     # -- entries --------------------------------------------------------------------------------
-    async def get(self, key: str) -> CacheEntry | None:
-        name = self._k("tok", key)
+    async def _get_raw(self, name: str) -> bytes | None:
+        """GET, with an unavailable Redis read as a miss."""
         try:
-            raw = await self._call("GET", lambda c: c.get(name))
+            return await self._call("GET", lambda c: c.get(name))
         except CacheUnavailable:
             return None
+
+    async def get(self, key: str) -> CacheEntry | None:
+        name = self._k("tok", key)
+        raw = await self._get_raw(name)
         if raw is None:
             return None
         try:
@@ -239,11 +243,7 @@ class RedisCache:
 
     # -- the login-in-progress record -----------------------------------------------------------
     async def get_progress(self, key: str) -> LoginProgress | None:
-        name = self._k("login", key)
-        try:
-            raw = await self._call("GET", lambda c: c.get(name))
-        except CacheUnavailable:
-            return None
+        raw = await self._get_raw(self._k("login", key))
         if raw is None:
             return None
         try:
