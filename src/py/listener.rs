@@ -10,6 +10,7 @@ use pyo3::sync::PyOnceLock;
 
 use super::notify::{self, Settle};
 use super::runtime::{self, check_pid};
+#[cfg(unix)]
 use super::wakeup;
 use crate::core::callback::{
     self, Authorization, CallbackServer, Delivery, FlowReceiver, ListenerConfig, Registry,
@@ -212,6 +213,15 @@ impl PyPendingFlow {
     }
 }
 
+/// Stands in for `wakeup::LoopWaker` where there are no Unix sockets (the notifier is used).
+#[cfg(not(unix))]
+struct NoWaker;
+
+#[cfg(not(unix))]
+impl NoWaker {
+    fn push(&self, _future: Py<PyAny>, _outcome: callback::registry::Outcome) {}
+}
+
 static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 #[pymethods]
@@ -245,8 +255,12 @@ impl PyPendingFlow {
             future.call_method1("add_done_callback", (slf,))?;
         }
         let settle_future = future.clone().unbind();
+        #[cfg(unix)]
+        let waker = wakeup::waker_for(py, &event_loop);
+        #[cfg(not(unix))]
+        let waker: Option<std::sync::Arc<NoWaker>> = None;
         let completion: callback::registry::Completion =
-            if let Some(waker) = wakeup::waker_for(py, &event_loop) {
+            if let Some(waker) = waker {
                 Box::new(move |outcome| waker.push(settle_future, outcome))
             } else {
                 let settle_loop = event_loop.unbind();

@@ -7,4 +7,5 @@ pub mod pkce;
 pub mod runtime;
 pub mod token;
 pub mod util;
+#[cfg(unix)]
 pub mod wakeup;
