@@ -22,5 +22,5 @@ mod _core {
     #[pymodule_export]
     use crate::py::token::{parse_token_response, PyTokenResponse};
     #[pymodule_export]
-    use crate::py::util::{query_of_pasted_url, redact_text};
+    use crate::py::util::{authorization_url, query_of_pasted_url, redact_text};
 }

@@ -10,6 +10,7 @@ __all__ = [
     "Pkce",
     "TokenResponse",
     "_shutdown_notifier",
+    "authorization_url",
     "new_login_secrets",
     "new_pkce",
     "new_state",
@@ -132,3 +133,8 @@ def query_of_pasted_url(pasted: str) -> str:
 
 def _shutdown_notifier() -> None:
     """Registered with ``atexit``: stop completing futures before the interpreter finalizes."""
+
+def authorization_url(
+    origin: str, client_id: str, state: str, redirect_uri: str, code_challenge: str, federation_id: str
+) -> str:
+    """The authorization request URL, encoded exactly like ``urllib.parse.urlencode``."""

@@ -259,19 +259,18 @@ impl PyPendingFlow {
         let waker = wakeup::waker_for(py, &event_loop);
         #[cfg(not(unix))]
         let waker: Option<std::sync::Arc<NoWaker>> = None;
-        let completion: callback::registry::Completion =
-            if let Some(waker) = waker {
-                Box::new(move |outcome| waker.push(settle_future, outcome))
-            } else {
-                let settle_loop = event_loop.unbind();
-                Box::new(move |outcome| {
-                    notify::push(Settle {
-                        future: settle_future,
-                        event_loop: settle_loop,
-                        outcome,
-                    });
-                })
-            };
+        let completion: callback::registry::Completion = if let Some(waker) = waker {
+            Box::new(move |outcome| waker.push(settle_future, outcome))
+        } else {
+            let settle_loop = event_loop.unbind();
+            Box::new(move |outcome| {
+                notify::push(Settle {
+                    future: settle_future,
+                    event_loop: settle_loop,
+                    outcome,
+                });
+            })
+        };
         receiver.complete_with(limit, completion);
         Ok(future)
     }

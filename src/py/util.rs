@@ -2,7 +2,7 @@
 
 use pyo3::prelude::*;
 
-use crate::core::{callback, redact};
+use crate::core::{authorize, callback, redact};
 
 // The default is spelled out so that `inspect.signature` (and `mypy.stubtest`) see `300`, not
 // `...`; this keeps it tied to the constant.
@@ -19,4 +19,25 @@ pub fn redact_text(text: &str, max_chars: usize) -> String {
 #[pyfunction]
 pub fn query_of_pasted_url(pasted: &str) -> &str {
     callback::query_of_pasted_url(pasted)
+}
+
+/// The authorization request URL for `origin` (scheme://host[:port]), encoded like Python's
+/// `urllib.parse.urlencode`.
+#[pyfunction]
+pub fn authorization_url(
+    origin: &str,
+    client_id: &str,
+    state: &str,
+    redirect_uri: &str,
+    code_challenge: &str,
+    federation_id: &str,
+) -> String {
+    authorize::authorization_url(
+        origin,
+        client_id,
+        state,
+        redirect_uri,
+        code_challenge,
+        federation_id,
+    )
 }

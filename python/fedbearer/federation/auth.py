@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from fedbearer._core import new_login_secrets
+from fedbearer._core import authorization_url, new_login_secrets
 
 # Importing this module must stay cheap (a login is often the first thing a CLI does, and the
 # import is on its critical path): asyncio, ssl, logging, urllib and aiohttp are imported inside
@@ -167,21 +167,11 @@ def build_authorization_url(
     code_challenge: str,
     federation_id: str,
 ) -> str:
-    """The authorization request URL, with the reference's parameters in the reference's order."""
-    from urllib.parse import urlencode
-
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "scope": "openid",
-        "state": state,
-        "redirect_uri": redirect_uri,
-        "code_challenge": code_challenge,
-        "code_challenge_method": "S256",
-    }
-    if federation_id:
-        params["federation-id"] = federation_id
-    return f"{https_url(endpoint)}{AUTH_ENDPOINT}?{urlencode(params)}"
+    """The authorization request URL, with the reference's parameters in the reference's order
+    (built in Rust, encoded byte for byte like ``urllib.parse.urlencode``)."""
+    return authorization_url(
+        https_url(endpoint), client_id, state, redirect_uri, code_challenge, federation_id
+    )
 
 
 def _write(writer: TextIO | None, message: str) -> None:
