@@ -100,8 +100,8 @@ impl CallbackServer {
             listen(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config.backlog).map_err(bind_err)?;
         let v4_addr = v4.local_addr().map_err(bind_err)?;
         let port = v4_addr.port();
-        let mut listeners = vec![v4];
         let mut addresses = vec![v4_addr];
+        let mut v6_listener = None;
         if config.bind_ipv6 {
             // Where there is no IPv6 loopback, or another process holds the port there, we serve
             // IPv4 only: the redirect URI names 127.0.0.1 literally.
@@ -111,24 +111,22 @@ impl CallbackServer {
             ) {
                 if let Ok(a) = v6.local_addr() {
                     addresses.push(a);
-                    listeners.push(v6);
+                    v6_listener = Some(v6);
                 }
             }
         }
-        let config = Arc::new(config);
         let connections = Arc::new(ConnectionTable::new(config.max_connections));
-        handle.spawn(deadline_timer(Arc::clone(&registry)));
         let (stop_tx, stopped) = watch::channel(false);
-        let guard = Arc::new(StopGuard(stop_tx));
-        for listener in listeners {
-            handle.spawn(accept_loop(
-                listener,
-                Arc::clone(&registry),
-                Arc::clone(&config),
-                Arc::clone(&connections),
-                Arc::clone(&guard),
-            ));
-        }
+        // One task accepts on both sockets and keeps the deadlines: binding a listener (once per
+        // login when logins do not overlap) spawns one task, not three.
+        handle.spawn(run_listener(
+            v4,
+            v6_listener,
+            Arc::clone(&registry),
+            Arc::new(config),
+            connections,
+            StopGuard(stop_tx),
+        ));
         Ok(Self {
             registry,
             addresses,
@@ -164,41 +162,24 @@ impl CallbackServer {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Accept on the loopback sockets and end flows at their deadlines (one timer for every flow, not
+/// one per flow), until the registry closes; then every listening socket is dropped (the port is
+/// free) and `_stop_guard` tells [`CallbackServer::stopped`].
+async fn run_listener(
+    v4: TcpListener,
+    v6: Option<TcpListener>,
     registry: Arc<Registry>,
     config: Arc<ListenerConfig>,
     connections: Arc<ConnectionTable>,
-    _stop_guard: Arc<StopGuard>,
+    _stop_guard: StopGuard,
 ) {
-    let mut closed = registry.closed_signal();
-    loop {
-        if *closed.borrow_and_update() {
-            break;
-        }
-        tokio::select! {
-            _ = closed.changed() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let admitted = connections.admit();
-                    tokio::spawn(serve(
-                        stream,
-                        Arc::clone(&registry),
-                        Arc::clone(&config),
-                        Arc::clone(&connections),
-                        admitted,
-                    ));
-                }
-                // EMFILE and friends: back off instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            },
-        }
-    }
-    // `listener` drops here: the port is free.
-}
-
-/// One timer for every pending flow's deadline (not one per flow).
-async fn deadline_timer(registry: Arc<Registry>) {
     let mut closed = registry.closed_signal();
     loop {
         if *closed.borrow_and_update() {
@@ -209,10 +190,26 @@ async fn deadline_timer(registry: Arc<Registry>) {
             || tokio::time::Instant::now() + Duration::from_secs(3600),
             tokio::time::Instant::from_std,
         );
-        tokio::select! {
-            () = tokio::time::sleep_until(wake) => {}
-            () = registry.deadline_changed() => {}
-            _ = closed.changed() => {}
+        let accepted = tokio::select! {
+            _ = closed.changed() => continue,
+            () = tokio::time::sleep_until(wake) => continue,
+            () = registry.deadline_changed() => continue,
+            accepted = v4.accept() => accepted,
+            accepted = accept_on(v6.as_ref()) => accepted,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let admitted = connections.admit();
+                tokio::spawn(serve(
+                    stream,
+                    Arc::clone(&registry),
+                    Arc::clone(&config),
+                    Arc::clone(&connections),
+                    admitted,
+                ));
+            }
+            // EMFILE and friends: back off instead of spinning.
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
 }
