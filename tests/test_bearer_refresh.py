@@ -224,6 +224,7 @@ async def test_hooks_see_the_slow_path_with_timings(
     assert names == [
         "cache_miss",
         "login_started",
+        "callback_received",
         "login_finished",
         "cache_hit",
         "cache_miss",
@@ -232,3 +233,23 @@ async def test_hooks_see_the_slow_path_with_timings(
     assert events[1][1]["url"].startswith(f"{idp.endpoint}/oauth2/authorize?")  # type: ignore[union-attr]
     assert all(f["seconds"] >= 0 for n, f in events if "seconds" in f)  # type: ignore[operator]
     assert all(f["key"] == bearer.key for _, f in events)
+
+
+@pytest.mark.identity_provider(auto_approve=True, token_ttl=3600)
+async def test_hooks_hear_that_the_browser_could_not_be_opened(
+    identity_provider: IdentityProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fedbearer.federation import browser
+
+    monkeypatch.setattr(browser, "open_browser", lambda url: False)
+    events: list[str] = []
+    hooks = CallbackHooks(lambda name, **fields: events.append(name))
+    user = AutoBrowser()  # the user opens the printed link by hand
+    bearer = Bearer(
+        "default", "client", identity_provider.endpoint, "fed", writer=user, hooks=hooks, retry=FAST_RETRY
+    )  # type: ignore[arg-type]
+    assert (await bearer.receiver().fetch()).token
+    assert events[:2] == ["cache_miss", "login_started"]
+    assert "browser_failed" in events and events[-2:] == ["callback_received", "login_finished"]
+    assert "Could not open a browser automatically" in "".join(user.parts)
+    await bearer.close()

@@ -183,6 +183,7 @@ async def test_fetch_forwards_the_seed_arguments_and_the_extras(
         "paste_input": paste,
         "expected_issuer": "https://auth.example.com",
         "http_timeout": 4.0,
+        "observer": None,
     }
     assert token.token == "fake-token"
     assert receiver.latest is token

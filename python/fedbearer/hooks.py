@@ -35,6 +35,12 @@ class Hooks:
     def login_started(self, key: str, url: str) -> None:
         """An interactive login showed its authorization URL (the writer, the log, the browser)."""
 
+    def browser_failed(self, key: str) -> None:
+        """The browser could not be opened; the user has to open the printed link by hand."""
+
+    def callback_received(self, key: str) -> None:
+        """The redirect (or a pasted URL) delivered the login's code; the exchange follows."""
+
     def login_waiting(self, key: str, url: str) -> None:
         """Another process is logging this tenant in; this one waits for the cache to change."""
 
@@ -65,6 +71,12 @@ class CallbackHooks(Hooks):
 
     def login_started(self, key: str, url: str) -> None:
         self._on_event("login_started", key=key, url=url)
+
+    def browser_failed(self, key: str) -> None:
+        self._on_event("browser_failed", key=key)
+
+    def callback_received(self, key: str) -> None:
+        self._on_event("callback_received", key=key)
 
     def login_waiting(self, key: str, url: str) -> None:
         self._on_event("login_waiting", key=key, url=url)

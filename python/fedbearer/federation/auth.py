@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import asyncio
     import logging
     import ssl
+    from collections.abc import Callable
     from typing import TextIO
 
     from fedbearer._core import Authorization, PendingFlow, TokenResponse
@@ -184,7 +185,22 @@ def _write(writer: TextIO | None, message: str) -> None:
         _log().warning("could not write the login instructions: %s", type(exc).__name__)
 
 
-def _show(url: str, writer: TextIO | None, no_browser_open: bool) -> asyncio.Future[bool] | None:
+def _tell(observer: Callable[[str], object] | None, event: str) -> None:
+    """Report a flow event (``browser_failed``, ``callback_received``); never let it break a login."""
+    if observer is None:
+        return
+    try:
+        observer(event)
+    except Exception:
+        _log().warning("login observer raised on %s; ignored", event, exc_info=True)
+
+
+def _show(
+    url: str,
+    writer: TextIO | None,
+    no_browser_open: bool,
+    observer: Callable[[str], object] | None = None,
+) -> asyncio.Future[bool] | None:
     """Log and write the URL; start opening the browser (in a worker thread, not awaited)."""
     import asyncio
     import logging
@@ -208,6 +224,7 @@ def _show(url: str, writer: TextIO | None, no_browser_open: bool) -> asyncio.Fut
                 "could not open a browser; the link has to be opened by hand",
             )
             _write(writer, BROWSER_FAILED_MESSAGE)
+            _tell(observer, "browser_failed")
 
     opened.add_done_callback(done)
     return opened
@@ -285,6 +302,7 @@ async def authorize(
     paste_input: TextIO | None = None,
     expected_issuer: str | None = None,
     http_timeout: float = DEFAULT_HTTP_TIMEOUT,
+    observer: Callable[[str], object] | None = None,
 ) -> GetTokenResult:
     """Run the interactive login and return the token endpoint's answer.
 
@@ -303,6 +321,7 @@ async def authorize(
         timeout,
         paste_input=paste_input,
         expected_issuer=expected_issuer,
+        observer=observer,
     )
     try:
         authorization = await login.waiter
@@ -310,7 +329,7 @@ async def authorize(
         login.close()
         if login.paster is not None:
             await _stop_paste_reader(login.paster)
-    return await _finish(login, authorization, client_id, ssl_ctx, http_timeout)
+    return await _finish(login, authorization, client_id, ssl_ctx, http_timeout, observer)
 
 
 class _PendingLogin:
@@ -353,6 +372,7 @@ def _begin(
     *,
     paste_input: TextIO | None = None,
     expected_issuer: str | None = None,
+    observer: Callable[[str], object] | None = None,
 ) -> _PendingLogin:
     """Register the flow, show the link (writer, log, browser) and start waiting; synchronous,
     so that a pending login holds no coroutine frame of its own."""
@@ -375,7 +395,7 @@ def _begin(
         raise
     paster = None
     try:
-        _show(url, writer, no_browser_open)
+        _show(url, writer, no_browser_open, observer)
         if paste_input is not None:
             from fedbearer.federation._paste import PROMPT, read_pasted_urls
 
@@ -396,8 +416,10 @@ async def _finish(
     client_id: str,
     ssl_ctx: ssl.SSLContext | None,
     http_timeout: float,
+    observer: Callable[[str], object] | None = None,
 ) -> GetTokenResult:
     """Exchange the code the redirect delivered."""
+    _tell(observer, "callback_received")
     log = _log()
     log.debug("authorization code received; exchanging it")
     result = await exchange_code(

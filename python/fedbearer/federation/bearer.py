@@ -216,8 +216,13 @@ class Bearer(_Renewal, ParentBearer):
             expected_issuer=expected_issuer,
             paste_input=paste_input,
             http_timeout=http_timeout,
+            observer=self._observe,
         )
         self._receiver = _CachedReceiver(self, self._slot)
+
+    def _observe(self, event: str) -> None:
+        """Flow events of this tenant's logins (browser_failed, callback_received) -> hooks."""
+        emit(self._hooks, event, self._key)
 
     # -- the seed's Bearer API ---------------------------------------------------------------
     @property

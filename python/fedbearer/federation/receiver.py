@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl  # used by the annotations below, which typing.get_type_hints evaluates
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TextIO
 
@@ -53,6 +54,7 @@ class Receiver(ParentReceiver):
         http_timeout: float = DEFAULT_HTTP_TIMEOUT,
         metrics: object | None = None,
         provider: object | None = None,
+        observer: Callable[[str], object] | None = None,
     ) -> None:
         """Create a federation interactive receiver. ``metrics`` and ``provider`` are accepted for
         compatibility with the reference SDK's signature and kept as ``_metrics``/``_provider``."""
@@ -66,6 +68,7 @@ class Receiver(ParentReceiver):
         self._expected_issuer = expected_issuer
         self._paste_input = paste_input
         self._http_timeout = http_timeout
+        self._observer = observer
         self._metrics = metrics
         self._provider = provider
         self._latest: Token | None = None
@@ -85,24 +88,13 @@ class Receiver(ParentReceiver):
             paste_input=self._paste_input,
             expected_issuer=self._expected_issuer,
             http_timeout=self._http_timeout,
+            observer=self._observer,
         )
         return result, started
 
     async def _fetch(self, timeout: float | None = None, options: dict[str, str] | None = None) -> Token:
-        """Execute the interactive authorization flow and return a Token."""
-        started = time.time()
-        result = await auth.authorize(
-            self._client_id,
-            self._federation_endpoint,
-            self._federation_id,
-            self._writer,
-            self._no_browser_open,
-            timeout=self._login_timeout if timeout is None else timeout,
-            ssl_ctx=self._ssl_ctx,
-            paste_input=self._paste_input,
-            expected_issuer=self._expected_issuer,
-            http_timeout=self._http_timeout,
-        )
+        """Execute the interactive authorization flow (:func:`auth.authorize`) and return a Token."""
+        result, started = await self.login(timeout)
         return token_from_result(result, started)
 
     async def fetch(self, timeout: float | None = None, options: dict[str, str] | None = None) -> Token:
@@ -127,6 +119,7 @@ class Receiver(ParentReceiver):
             self._login_timeout if timeout is None else timeout,
             paste_input=self._paste_input,
             expected_issuer=self._expected_issuer,
+            observer=self._observer,
         )
         try:
             authorization = await login.waiter
@@ -134,7 +127,9 @@ class Receiver(ParentReceiver):
             login.close()
             if login.paster is not None:
                 await auth._stop_paste_reader(login.paster)
-        result = await auth._finish(login, authorization, self._client_id, self._ssl_ctx, self._http_timeout)
+        result = await auth._finish(
+            login, authorization, self._client_id, self._ssl_ctx, self._http_timeout, self._observer
+        )
         tok = token_from_result(result, started)
         self._latest = tok
         return tok
