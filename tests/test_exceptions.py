@@ -18,6 +18,7 @@ from fedbearer.exceptions import (
     InvalidTokenResponse,
     IssuerMismatch,
     ListenerError,
+    LoginRequired,
     LoginTimeout,
     TokenEndpointError,
 )
@@ -27,6 +28,7 @@ ALL = [
     InvalidTokenResponse,
     IssuerMismatch,
     ListenerError,
+    LoginRequired,
     LoginTimeout,
     TokenEndpointError,
 ]

@@ -29,6 +29,7 @@ from fedbearer.exceptions import (
     InvalidTokenResponse,
     IssuerMismatch,
     ListenerError,
+    LoginRequired,
     LoginTimeout,
     TokenEndpointError,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidTokenResponse",
     "IssuerMismatch",
     "ListenerError",
+    "LoginRequired",
     "LoginTimeout",
     "NamedBearer",
     "PendingFlow",

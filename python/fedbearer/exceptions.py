@@ -13,6 +13,7 @@ __all__ = [
     "InvalidTokenResponse",
     "IssuerMismatch",
     "ListenerError",
+    "LoginRequired",
     "LoginTimeout",
     "TokenEndpointError",
 ]
@@ -127,3 +128,8 @@ class ListenerError(AuthError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+
+
+class LoginRequired(AuthError):
+    """The token cannot be renewed without an interactive login, and this path never opens one
+    (background renewal, :meth:`fedbearer.federation.Bearer.renew`)."""

@@ -16,13 +16,26 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from fedbearer.federation.bearer import Bearer, tenant_key
     from fedbearer.federation.receiver import Receiver
+    from fedbearer.sync import get_token
 
-__all__ = ["DEFAULT_LOGIN_TIMEOUT", "Bearer", "GetTokenResult", "Receiver", "auth", "authorize", "tenant_key"]
+__all__ = [
+    "DEFAULT_LOGIN_TIMEOUT",
+    "Bearer",
+    "GetTokenResult",
+    "LoginRequired",
+    "Receiver",
+    "auth",
+    "authorize",
+    "get_token",
+    "tenant_key",
+]
 
 _LAZY = {
     "Bearer": "fedbearer.federation.bearer",
     "tenant_key": "fedbearer.federation.bearer",
     "Receiver": "fedbearer.federation.receiver",
+    "LoginRequired": "fedbearer.exceptions",
+    "get_token": "fedbearer.sync",
 }
 
 

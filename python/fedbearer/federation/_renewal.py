@@ -33,11 +33,6 @@ _TRANSIENT_ERRORS = frozenset(
 )
 
 
-class LoginRequired(AuthError):
-    """The token cannot be renewed without an interactive login, and this path never opens one
-    (background renewal, :meth:`Bearer.renew`)."""
-
-
 def _consume(task: asyncio.Task[Token | None]) -> None:
     # Retrieve the outcome so an error nobody awaited is not reported as "never retrieved".
     if not task.cancelled():

@@ -20,6 +20,7 @@ from typing import TextIO
 from fedbearer.cache.base import CacheEntry, TokenCache
 from fedbearer.cache.defaults import default_cache
 from fedbearer.cache.progress import LoginProgress
+from fedbearer.exceptions import LoginRequired
 from fedbearer.federation import auth
 from fedbearer.federation._coordination import (
     LOGIN_IN_PROGRESS,
@@ -28,7 +29,7 @@ from fedbearer.federation._coordination import (
     lock_or_wait,
 )
 from fedbearer.federation._http import DEFAULT_HTTP_TIMEOUT
-from fedbearer.federation._renewal import RENEW_AT, LoginRequired, _consume, _describe, _Renewal
+from fedbearer.federation._renewal import RENEW_AT, _consume, _describe, _Renewal
 from fedbearer.federation.receiver import Receiver
 from fedbearer.hooks import Hooks, emit
 from fedbearer.retry import RetryPolicy
