@@ -32,11 +32,12 @@ demo: build ## interactive login against the embedded identity provider (no netw
 	$(PY) -m fedbearer demo
 
 .PHONY: lint
-lint: $(VENV)/.deps ## rustfmt, clippy, ruff
+lint: $(VENV)/.deps ## rustfmt, clippy, ruff, mypy
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy --ignore-missing-imports python/fedbearer
 
 .PHONY: test-rust
 test-rust: ## Rust unit tests (the pyo3-free core needs no Python)

@@ -94,7 +94,7 @@ async def _demo(args: argparse.Namespace) -> int:
             "fedbearer-demo",
             idp.endpoint,
             "demo-federation",
-            writer=spy,
+            writer=spy,  # type: ignore[arg-type]  # a TextIO-like pass-through (write, flush)
             no_browser_open=not browser,
             ssl_ctx=ssl_ctx,
             login_timeout=args.timeout,
