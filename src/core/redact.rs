@@ -69,6 +69,68 @@ pub fn excerpt(body: &[u8], max_chars: usize) -> String {
     sanitize_text(&collapsed, max_chars)
 }
 
+/// Decode the character references a page title is likely to hold (`&amp;`, `&lt;`, `&gt;`,
+/// `&quot;`, `&apos;`/`&#39;`, and numeric ones); anything else is kept as written.
+fn unescape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').filter(|end| *end <= 10).and_then(|end| {
+            let name = &rest[1..end];
+            let c = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => name.strip_prefix('#').and_then(|num| {
+                    match num.strip_prefix(['x', 'X']) {
+                        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                        None => num.parse::<u32>().ok(),
+                    }
+                    .and_then(char::from_u32)
+                }),
+            };
+            c.map(|c| (c, end))
+        });
+        if let Some((c, end)) = decoded {
+            out.push(c);
+            rest = &rest[end + 1..];
+        } else {
+            out.push('&');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// How an HTML error page is named in a message: by its `<title>` (sanitized), never its markup.
+pub fn html_page_excerpt(body: &[u8], max_chars: usize) -> String {
+    let head = &body[..body.len().min(65536)];
+    let lower = head.to_ascii_lowercase();
+    let title = find(&lower, b"<title").and_then(|open| {
+        let start = open + find(&lower[open..], b">")? + 1;
+        let len = find(&lower[start..], b"</title")?;
+        Some(&head[start..start + len])
+    });
+    let text = title.map_or_else(String::new, |t| {
+        let decoded = unescape_html(&String::from_utf8_lossy(t));
+        decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+    });
+    if text.is_empty() {
+        "an HTML page".to_owned()
+    } else {
+        format!("an HTML page: {}", sanitize_text(&text, max_chars))
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +161,24 @@ mod tests {
         let out = excerpt(&body, 80);
         assert!(!out.contains("SECRET"), "{out}");
         assert_eq!(excerpt(b"short SECRETshort", 80), "short SECRETshort");
+    }
+
+    #[test]
+    fn html_pages_are_named_by_their_title() {
+        let page = b"<HTML><head><Title id=t>503 Service &amp; Co&#39;s\n down</title></head><body>SECRET</body>";
+        assert_eq!(
+            html_page_excerpt(page, 80),
+            "an HTML page: 503 Service & Co's down"
+        );
+        assert_eq!(
+            html_page_excerpt(b"<html><body>x</body></html>", 80),
+            "an HTML page"
+        );
+        assert_eq!(
+            html_page_excerpt(b"<title>failed for abcDEF1234567890xyz</title>", 80),
+            "an HTML page: failed for [redacted]"
+        );
+        assert_eq!(unescape_html("a &bogus; &#xZZ; &"), "a &bogus; &#xZZ; &");
     }
 
     #[test]

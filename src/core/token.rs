@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::core::redact::{excerpt, sanitize_text, MAX_TEXT_CHARS};
+use crate::core::redact::{excerpt, html_page_excerpt, sanitize_text, MAX_TEXT_CHARS};
 use crate::error::{Error, Result};
 
 /// Bodies larger than this are refused without parsing.
@@ -138,6 +138,8 @@ pub fn parse_token_response(body: &[u8], status: u16) -> Result<TokenResponse> {
             None => "empty body".to_owned(),
             // Broken JSON is most likely a cut-off token response: show none of it.
             Some(b'{' | b'[' | b'"') => "malformed JSON; its content is not shown".to_owned(),
+            // An HTML error page is named by its title, not shown as markup.
+            Some(b'<') => html_page_excerpt(body, EXCERPT_CHARS),
             Some(_) => excerpt(body, EXCERPT_CHARS),
         };
         return Err(if success {

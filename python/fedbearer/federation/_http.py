@@ -8,16 +8,13 @@ async generator that ``asyncio.run``/``loop.shutdown_asyncgens()`` finalizes), o
 from __future__ import annotations
 
 import asyncio
-import html
-import json
-import re
 import ssl
 import weakref
 from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fedbearer._core import TokenResponse, parse_token_response, redact_text
-from fedbearer.exceptions import InvalidTokenResponse, TokenEndpointError
+from fedbearer.exceptions import TokenEndpointError
 from fedbearer.federation.auth import DEFAULT_HTTP_TIMEOUT
 
 if TYPE_CHECKING:
@@ -157,51 +154,9 @@ async def post_token_request(
         raise TokenEndpointError(0, "tls_error", _describe(exc)) from None
     except (aiohttp.ClientError, OSError) as exc:
         raise TokenEndpointError(0, "connection_error", _describe(exc)) from None
-    try:
-        return parse_token_response(body, status)
-    except (InvalidTokenResponse, TokenEndpointError) as exc:
-        better = _unparsed_body_excerpt(body) if exc.excerpt else None
-        if better is None or better == exc.excerpt:
-            raise
-        failure = _with_excerpt(exc, better)
-    # Raised outside the handler, so the original (with its excerpt) is not kept as __context__.
-    raise failure
-
-
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
-
-
-def _unparsed_body_excerpt(body: bytes) -> str | None:
-    """A better excerpt than the raw text for a body that is not JSON, or None to keep the parser's.
-
-    Truncated or malformed JSON may hold a token cut anywhere, too short for the secret-looking-run
-    heuristic to catch: none of it is shown. An HTML error page is named by its title, not by
-    its markup.
-    """
-    start = body.lstrip()[:1]
-    if start not in (b"{", b"[", b"<"):
-        return None
-    try:
-        json.loads(body)
-    except ValueError:
-        pass
-    else:
-        return None  # valid JSON: the parser's excerpt (key names only) is already safe
-    if start != b"<":
-        return "malformed JSON; its content is not shown"
-    title = _TITLE.search(body[:65536])
-    if title is None:
-        return "an HTML page"
-    text = " ".join(html.unescape(title.group(1).decode("utf-8", "replace")).split())
-    return f"an HTML page: {redact_text(text, 80)}" if text else "an HTML page"
-
-
-def _with_excerpt(
-    exc: InvalidTokenResponse | TokenEndpointError, excerpt: str
-) -> InvalidTokenResponse | TokenEndpointError:
-    if isinstance(exc, InvalidTokenResponse):
-        return InvalidTokenResponse(exc.reason, excerpt)
-    return TokenEndpointError(exc.status, exc.error, exc.description, exc.uri, excerpt)
+    # The Rust parser names a broken body without showing token material: key names for JSON,
+    # nothing of malformed JSON, an HTML page by its title.
+    return parse_token_response(body, status)
 
 
 async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
@@ -219,8 +174,3 @@ async def _read_body(resp: aiohttp.ClientResponse) -> bytes:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return redact_text(f"{type(exc).__name__}: {text}", 200)
-
-
-def _debug_state() -> dict[str, Any]:
-    """Pool sizes per loop (tests and diagnostics)."""
-    return {repr(loop): len(p) for loop, p in _pools.items()}
