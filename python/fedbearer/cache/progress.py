@@ -19,29 +19,29 @@ from typing import Any
 __all__ = ["LoginProgress", "process_start_ticks"]
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (Linux ``/proc``), telling a live owner
-    from an unrelated process that reused its pid; None where unknown."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after ``comm`` (field 3 onwards); None where unknown."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
     # Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rfind(b")") + 2 :].split()
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (Linux ``/proc``), telling a live owner
+    from an unrelated process that reused its pid; None where unknown."""
+    fields = _stat_fields(pid)
     try:
-        return int(fields[19])  # field 22 overall
+        return int(fields[19]) if fields is not None else None  # field 22 overall
     except (IndexError, ValueError):
         return None
 
 
 def _pid_state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
+    fields = _stat_fields(pid)
     return fields[0].decode("ascii", "replace") if fields else None
 
 
